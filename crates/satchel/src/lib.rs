@@ -4,7 +4,9 @@
 pub mod catalog;
 pub mod domain;
 pub mod error;
+pub mod maintenance;
 pub mod scanner;
+pub mod signing;
 
 pub use error::{Error, ErrorCode, ErrorDetail, Result};
 pub mod config;

@@ -645,6 +645,19 @@ impl WorkspaceManager {
         Ok(self.catalog().count_files(self.workspace.id, &folder, name).await?)
     }
 
+    /// Replaces a live file's metadata (a JSON object of at most 16 KiB).
+    pub async fn set_metadata(
+        &self,
+        id: Uuid,
+        metadata: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<FileRecord> {
+        check_metadata(&metadata)?;
+        Ok(self
+            .catalog()
+            .set_metadata(self.workspace.id, id, &metadata, now())
+            .await?)
+    }
+
     /// Soft delete: the file goes to the trash and its path is free at once.
     pub async fn delete_file(&self, id: Uuid) -> Result<FileRecord> {
         Ok(self.catalog().soft_delete(self.workspace.id, id, now()).await?)

@@ -174,6 +174,15 @@ pub trait Catalog: Send + Sync + 'static {
     async fn get_trashed(&self, workspace_id: Uuid, id: Uuid)
         -> CatalogResult<Option<FileRecord>>;
 
+    /// Replaces a live file's metadata.
+    async fn set_metadata(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        metadata: &serde_json::Map<String, serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> CatalogResult<FileRecord>;
+
     /// The live file at a path.
     async fn get_file_by_path(
         &self,

@@ -427,6 +427,28 @@ impl Catalog for PostgresCatalog {
             .transpose()
     }
 
+    async fn set_metadata(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        metadata: &serde_json::Map<String, serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> CatalogResult<FileRecord> {
+        let sql = format!(
+            "UPDATE files SET metadata = $3, updated_at = $4 \
+             WHERE id = $1 AND workspace_id = $2 AND NOT is_deleted RETURNING {FILE_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(workspace_id)
+            .bind(metadata_json(metadata))
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(CatalogError::NotFound)?;
+        file_from_row(&row)
+    }
+
     async fn get_file_by_path(
         &self,
         workspace_id: Uuid,

@@ -439,6 +439,28 @@ impl Catalog for SqliteCatalog {
             .transpose()
     }
 
+    async fn set_metadata(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        metadata: &serde_json::Map<String, serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> CatalogResult<FileRecord> {
+        let sql = format!(
+            "UPDATE files SET metadata = ?3, updated_at = ?4 \
+             WHERE id = ?1 AND workspace_id = ?2 AND is_deleted = 0 RETURNING {FILE_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(workspace_id)
+            .bind(metadata_text(metadata))
+            .bind(micros(now))
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(CatalogError::NotFound)?;
+        file_from_row(&row)
+    }
+
     async fn get_file_by_path(
         &self,
         workspace_id: Uuid,

@@ -109,9 +109,9 @@ mod tests {
     fn storage_name_is_safe() {
         let f = FileName::parse("my file:*?<>|.tar.gz").unwrap();
         assert_eq!(f.as_str(), "my file:*?<>|.tar.gz");
-        assert_eq!(f.storage_name(), "my_file_______.tar.gz");
+        assert_eq!(f.storage_name(), "my_file______.tar.gz");
         assert_eq!(FileName::parse(".env").unwrap().storage_name(), "_.env");
-        assert_eq!(FileName::parse("...").unwrap().storage_name(), "file...");
+        assert_eq!(FileName::parse("...").unwrap().storage_name(), "file_...");
         assert_eq!(FileName::parse("日本語.txt").unwrap().storage_name(), "日本語.txt");
         let long = format!("{}.png", "é".repeat(120));
         let s = FileName::parse(&long).unwrap();

@@ -188,6 +188,9 @@ impl PathScope {
 
     /// Resolves the path of a file.
     pub fn file(&self, raw: &str) -> Result<VirtualPath> {
+        if parse_segments(raw)?.is_empty() {
+            return Err(Error::invalid_path("path names no file"));
+        }
         VirtualPath::from_segments(self.scoped_segments(raw)?)
     }
 
@@ -263,6 +266,9 @@ mod tests {
         assert_eq!(s.file("/shared/x").unwrap().as_str(), "/shared/x");
         assert_eq!(s.file("/shared2/x").unwrap().as_str(), "/sessions/S1/shared2/x");
         assert_eq!(s.folder(None).unwrap().as_prefix(), "/sessions/S1/");
+        for empty in ["", "/", "./", "//"] {
+            assert_eq!(s.file(empty).unwrap_err().code, crate::ErrorCode::InvalidPath);
+        }
         assert_eq!(s.folder(Some("/docs")).unwrap().as_prefix(), "/sessions/S1/docs/");
         let none = scope(None);
         assert_eq!(none.file("a/b").unwrap().as_str(), "/a/b");

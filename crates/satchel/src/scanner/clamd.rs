@@ -174,34 +174,41 @@ struct ClamdSession {
 enum State {
     /// Nothing fed yet: no connection, no slot.
     NotConnected,
-    /// `zINSTREAM` sent. The permit is held until the session ends; dropping the session closes
+    /// `zINSTREAM` sent. The slot is held until the session ends; dropping the session closes
     /// the connection, which makes clamd abandon the stream.
     Streaming {
         conn: Box<dyn Connection>,
-        _slot: OwnedSemaphorePermit,
+        slot: OwnedSemaphorePermit,
     },
-    /// A write failed; the connection and slot are released and every later call gets this error.
+    /// A write failed or was cancelled; the connection and slot are released and every later
+    /// call gets this error.
     Failed(ScanError),
 }
 
 impl Inner {
     /// Takes a scan slot, connects and starts the INSTREAM command.
     async fn start_stream(&self) -> Result<State, ScanError> {
-        let inner = self;
         // The wait for a slot is bounded too: a stuck daemon must not queue scans forever.
-        let slot = match timeout(inner.timeout(), Arc::clone(&inner.slots).acquire_owned()).await {
+        let slot = match timeout(self.timeout(), Arc::clone(&self.slots).acquire_owned()).await {
             Ok(Ok(slot)) => slot,
             Ok(Err(_closed)) => return Err(unavailable("clamd scan slots closed".to_owned())),
             Err(_) => {
                 return Err(unavailable(format!(
                     "timed out waiting for a free clamd scan slot ({} in use)",
-                    inner.config.max_concurrency
+                    self.config.max_concurrency
                 )))
             }
         };
-        let mut conn = inner.connect().await?;
-        write_all(&mut conn, &mut &b"zINSTREAM\0"[..], inner.timeout()).await?;
-        Ok(State::Streaming { conn, _slot: slot })
+        let mut conn = self.connect().await?;
+        write_all(&mut conn, &mut &b"zINSTREAM\0"[..], self.timeout()).await?;
+        Ok(State::Streaming { conn, slot })
+    }
+}
+
+impl ClamdSession {
+    fn fail(&mut self, err: ScanError) -> Result<(), ScanError> {
+        self.state = State::Failed(err.clone());
+        Err(err)
     }
 }
 
@@ -211,27 +218,33 @@ impl ScanSession for ClamdSession {
         if chunk.is_empty() {
             return Ok(());
         }
-        if let State::NotConnected = self.state {
-            self.state = match self.inner.start_stream().await {
-                Ok(streaming) => streaming,
-                Err(err) => State::Failed(err),
-            };
+        // The state is taken out while writing: if this future is dropped mid-frame, the session
+        // stays failed instead of sending clamd a torn frame on the next feed.
+        let cancelled = unavailable("an earlier feed was cancelled mid-write".to_owned());
+        let mut state = std::mem::replace(&mut self.state, State::Failed(cancelled));
+        if let State::NotConnected = state {
+            state = self
+                .inner
+                .start_stream()
+                .await
+                .unwrap_or_else(State::Failed);
         }
-        let timeout = self.inner.timeout();
-        let conn = match &mut self.state {
-            State::Streaming { conn, .. } => conn,
-            State::Failed(err) => return Err(err.clone()),
-            State::NotConnected => unreachable!("connected above"),
+        let (mut conn, slot) = match state {
+            State::Streaming { conn, slot } => (conn, slot),
+            State::Failed(err) => return self.fail(err),
+            State::NotConnected => unreachable!("started above"),
         };
+        let timeout = self.inner.timeout();
         while !chunk.is_empty() {
             let data = chunk.split_to(chunk.len().min(MAX_FRAME));
             let header = (data.len() as u32).to_be_bytes();
-            if let Err(err) = write_all(conn, &mut Buf::chain(&header[..], data), timeout).await {
-                let err = explain_write_failure(conn, err).await;
-                self.state = State::Failed(err.clone());
-                return Err(err);
+            let frame = &mut Buf::chain(&header[..], data);
+            if let Err(err) = write_all(&mut conn, frame, timeout).await {
+                let err = explain_write_failure(&mut conn, err).await;
+                return self.fail(err);
             }
         }
+        self.state = State::Streaming { conn, slot };
         Ok(())
     }
 
@@ -242,7 +255,7 @@ impl ScanSession for ClamdSession {
             // Nothing was fed: empty content is clean without asking.
             State::NotConnected => return Ok(Verdict::Clean),
             State::Failed(err) => return Err(err),
-            State::Streaming { conn, _slot } => (conn, _slot),
+            State::Streaming { conn, slot } => (conn, slot),
         };
         if let Err(err) = write_all(&mut conn, &mut &[0u8; 4][..], timeout).await {
             return Err(explain_write_failure(&mut conn, err).await);
@@ -596,6 +609,24 @@ mod tests {
         assert!(reason.contains("timed out"), "{reason}");
         // The failure sticks to the session.
         assert!(session.finish().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_feed_fails_the_session_and_frees_its_slot() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let scanner = scanner_with(addr, 5_000, 1);
+        let mut session = scanner.begin().await.unwrap();
+        // Nobody reads: the write blocks once the socket buffers are full, and is then cancelled.
+        let big = Bytes::from(vec![0u8; 64 * 1024 * 1024]);
+        let cancelled = timeout(Duration::from_millis(200), session.feed(big)).await;
+        assert!(cancelled.is_err(), "the feed should still be blocked");
+        let reason = why(session.feed(Bytes::from_static(b"more")).await.unwrap_err());
+        assert!(reason.contains("cancelled"), "{reason}");
+        // The only slot is free again.
+        let mut other = scanner.begin().await.unwrap();
+        other.feed(Bytes::from_static(b"x")).await.unwrap();
+        drop(listener);
     }
 
     #[tokio::test]
