@@ -1,0 +1,75 @@
+//! The server-side commands: they work on the configured database and storage directly.
+
+use anyhow::Context;
+use satchel::maintenance;
+use satchel::{Config, Satchel};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// `serve`: the HTTP service, until Ctrl-C / SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    satchel_server::run(config).await
+}
+
+/// `migrate`: connecting the catalog applies any pending migration.
+pub async fn migrate(config: Config) -> anyhow::Result<()> {
+    let catalog = satchel::catalog::connect(&config.database_url)
+        .await
+        .map_err(satchel::Error::from)?;
+    println!("migrations applied to {}", catalog.backend());
+    Ok(())
+}
+
+/// `token`: a JWT for `user`, signed with the configured (or generated) secret.
+pub async fn token(config: Config, user: &str, ttl: Duration) -> anyhow::Result<()> {
+    let secrets = satchel::signing::Secrets::load_or_generate(&config)?;
+    let jwt = satchel_server::auth::mint_token(&secrets, user, ttl)
+        .context("cannot mint the token")?;
+    println!("{jwt}");
+    Ok(())
+}
+
+/// `gc`: purges expired trash, orphan blobs and stale staging files.
+pub async fn gc(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let satchel = Satchel::open(config).await?;
+    let report = maintenance::gc(&satchel, dry_run).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}
+
+/// `fsck`: records against blobs. Exit 0 when clean, 1 when problems were found, 2 when the
+/// check could not run.
+pub async fn fsck(config: Config, deep: bool, repair: bool, json: bool) -> ExitCode {
+    let checked = async {
+        let satchel = Satchel::open(config).await?;
+        Ok::<_, anyhow::Error>(maintenance::fsck(&satchel, deep, repair).await?)
+    };
+    let report = match checked.await {
+        Ok(report) => report,
+        Err(e) => {
+            crate::report_error(&e);
+            return ExitCode::from(2);
+        }
+    };
+    let printed = if json {
+        serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)
+    } else {
+        Ok(report.to_string())
+    };
+    match printed {
+        Ok(text) => println!("{text}"),
+        Err(e) => {
+            crate::report_error(&e);
+            return ExitCode::from(2);
+        }
+    }
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
