@@ -113,7 +113,10 @@ impl Sources<'_> {
             Some(toml::Value::String(s)) => Ok(Some(s.clone())),
             Some(toml::Value::Integer(i)) => Ok(Some(i.to_string())),
             Some(toml::Value::Boolean(b)) => Ok(Some(b.to_string())),
-            Some(other) => Err(err(key, format!("expected a string, got {}", other.type_str()))),
+            Some(other) => Err(err(
+                key,
+                format!("expected a string, got {}", other.type_str()),
+            )),
         }
     }
 
@@ -125,10 +128,12 @@ impl Sources<'_> {
     fn number<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, ConfigError> {
         match self.string(key)? {
             None => Ok(default),
-            Some(s) => s
-                .trim()
-                .parse()
-                .map_err(|_| err(key, format!("expected a non-negative whole number, got {s:?}"))),
+            Some(s) => s.trim().parse().map_err(|_| {
+                err(
+                    key,
+                    format!("expected a non-negative whole number, got {s:?}"),
+                )
+            }),
         }
     }
 
@@ -159,10 +164,16 @@ impl Sources<'_> {
                 .iter()
                 .map(|item| match item {
                     toml::Value::String(s) => Ok(s.clone()),
-                    other => Err(err(key, format!("expected strings, got {}", other.type_str()))),
+                    other => Err(err(
+                        key,
+                        format!("expected strings, got {}", other.type_str()),
+                    )),
                 })
                 .collect(),
-            Some(other) => Err(err(key, format!("expected an array, got {}", other.type_str()))),
+            Some(other) => Err(err(
+                key,
+                format!("expected an array, got {}", other.type_str()),
+            )),
         }
     }
 }
@@ -177,9 +188,10 @@ impl Config {
             None => None,
         };
         let text = match path {
-            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
-                err("--config", format!("cannot read {}: {e}", p.display()))
-            })?),
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| err("--config", format!("cannot read {}: {e}", p.display())))?,
+            ),
             None => None,
         };
         let env: HashMap<String, String> = std::env::vars().collect();
@@ -203,9 +215,9 @@ impl Config {
         let s = Sources { file, env };
 
         let app_data_dir = PathBuf::from(s.optional("app_data_dir")?.unwrap_or("./data".into()));
-        let database_url = s.optional("database_url")?.unwrap_or_else(|| {
-            format!("sqlite://{}", app_data_dir.join("satchel.db").display())
-        });
+        let database_url = s
+            .optional("database_url")?
+            .unwrap_or_else(|| format!("sqlite://{}", app_data_dir.join("satchel.db").display()));
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
@@ -228,12 +240,18 @@ impl Config {
             .trim_end_matches('/')
             .to_owned();
         if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://")) {
-            return Err(err("public_base_url", "must start with http:// or https://"));
+            return Err(err(
+                "public_base_url",
+                "must start with http:// or https://",
+            ));
         }
         let shared_roots = s.list("shared_roots")?;
         for root in &shared_roots {
             if !root.starts_with('/') {
-                return Err(err("shared_roots", format!("{root:?} is not an absolute folder")));
+                return Err(err(
+                    "shared_roots",
+                    format!("{root:?} is not an absolute folder"),
+                ));
             }
             crate::domain::FolderPath::parse(root)
                 .map_err(|e| err("shared_roots", format!("{root:?}: {}", e.message)))?;
@@ -334,7 +352,10 @@ mod tests {
         let toml = "max_file_size_mb = 5\nshared_roots = [\"/shared\"]\napp_data_dir = \"/x\"";
         let c = Config::from_sources(
             Some(toml),
-            &env(&[("MAX_FILE_SIZE_MB", "7"), ("MEDIA_URL_ALLOW_HOSTS", "A.test, b")]),
+            &env(&[
+                ("MAX_FILE_SIZE_MB", "7"),
+                ("MEDIA_URL_ALLOW_HOSTS", "A.test, b"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.max_file_size_mb, 7);
@@ -349,7 +370,11 @@ mod tests {
             (None, &[("MAX_FILE_SIZE_MB", "ten")], "max_file_size_mb"),
             (None, &[("DATABASE_URL", "mysql://x")], "database_url"),
             (Some("max_fle_size_mb = 3"), &[], "max_fle_size_mb"),
-            (None, &[("CLAMAV_SERVICE_ENABLED", "maybe")], "clamav_service_enabled"),
+            (
+                None,
+                &[("CLAMAV_SERVICE_ENABLED", "maybe")],
+                "clamav_service_enabled",
+            ),
             (None, &[("SHARED_ROOTS", "relative")], "shared_roots"),
         ];
         for (file, vars, key) in cases {

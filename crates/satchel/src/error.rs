@@ -121,7 +121,10 @@ pub enum ErrorDetail {
     /// `virus_detected`: the signature name clamd reported.
     Threat(String),
     /// `quota_exceeded`: the workspace's usage and limit in bytes.
-    Quota { used_bytes: u64, limit_bytes: u64 },
+    Quota {
+        used_bytes: u64,
+        limit_bytes: u64,
+    },
 }
 
 /// A library error: a stable code, a human message and optional details.
@@ -166,9 +169,7 @@ impl Error {
     pub fn quota(used_bytes: u64, limit_bytes: u64) -> Self {
         Error {
             code: ErrorCode::QuotaExceeded,
-            message: format!(
-                "workspace quota exceeded: {used_bytes} of {limit_bytes} bytes used"
-            ),
+            message: format!("workspace quota exceeded: {used_bytes} of {limit_bytes} bytes used"),
             detail: ErrorDetail::Quota {
                 used_bytes,
                 limit_bytes,

@@ -71,7 +71,18 @@ impl Drop for StoredBlob {
     }
 }
 
+/// Chunks smaller than this are coalesced before they go to the scanner and the disk (an HTTP
+/// body arrives in frames of a few KiB; a syscall per frame would dominate).
+const MIN_CHUNK: usize = 64 * 1024;
+/// Chunks queued per consumer: bounds memory at `QUEUE × chunk size` per write.
+const QUEUE: usize = 4;
+
 /// Streams `source` into a new blob at `storage_path`, hashing and scanning it on the way.
+///
+/// Three cooperating futures in one task: the producer reads, caps and hashes; the scan feeder
+/// and the disk writer each drain a small bounded queue, so a slow disk and a slow clamd overlap
+/// instead of adding up. They are joined with `try_join!`, so the first failure drops the
+/// others; dropping the whole future (cancellation) drops everything, including the staged file.
 pub async fn ingest<S>(
     source: S,
     store: &Arc<dyn BlobStore>,
@@ -82,37 +93,76 @@ pub async fn ingest<S>(
 where
     S: Stream<Item = std::io::Result<Bytes>> + Send,
 {
-    let mut source = std::pin::pin!(source);
     let mut writer = store.create(storage_path).await?;
     let mut scan = scanner.begin().await?;
-    let mut hasher = Sha256::new();
-    let mut size: u64 = 0;
-    while let Some(chunk) = source.next().await {
-        let chunk = chunk.map_err(|e| {
-            Error::new(
-                ErrorCode::InvalidInput,
-                format!("reading the content failed: {e}"),
-            )
-        })?;
-        if chunk.is_empty() {
-            continue;
+    let (scan_tx, mut scan_rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE);
+    let (disk_tx, mut disk_rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE);
+    let max_bytes = rules.max_bytes;
+
+    let produce = async move {
+        let mut source = std::pin::pin!(source);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut pending = bytes::BytesMut::new();
+        loop {
+            let next = source.next().await.transpose().map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidInput,
+                    format!("reading the content failed: {e}"),
+                )
+            })?;
+            let chunk = match next {
+                Some(c) if c.is_empty() => continue,
+                Some(c) => {
+                    size += c.len() as u64;
+                    if size > max_bytes {
+                        return Err(Error::too_large(max_bytes));
+                    }
+                    hasher.update(&c);
+                    if pending.is_empty() && c.len() >= MIN_CHUNK {
+                        c
+                    } else {
+                        pending.extend_from_slice(&c);
+                        if pending.len() < MIN_CHUNK {
+                            continue;
+                        }
+                        pending.split().freeze()
+                    }
+                }
+                None if pending.is_empty() => break,
+                None => pending.split().freeze(),
+            };
+            // A closed queue means its consumer failed; its error is the one reported.
+            if scan_tx.send(chunk.clone()).await.is_err() || disk_tx.send(chunk).await.is_err() {
+                return Ok(None);
+            }
         }
-        size += chunk.len() as u64;
-        if size > rules.max_bytes {
-            return Err(Error::too_large(rules.max_bytes));
+        Ok(Some((size, hex::encode(hasher.finalize()))))
+    };
+    let feed_scanner = async {
+        while let Some(chunk) = scan_rx.recv().await {
+            scan.feed(chunk).await?;
         }
-        hasher.update(&chunk);
-        let (scanned, written) = tokio::join!(scan.feed(chunk.clone()), writer.write(chunk));
-        scanned?;
-        written?;
-    }
+        Ok::<_, Error>(())
+    };
+    let write_disk = async {
+        while let Some(chunk) = disk_rx.recv().await {
+            writer.write(chunk).await?;
+        }
+        Ok::<_, Error>(())
+    };
+    let (produced, (), ()) = tokio::try_join!(produce, feed_scanner, write_disk)?;
+    let Some((size, checksum)) = produced else {
+        return Err(Error::internal("a pipeline stage stopped without an error"));
+    };
+
     let (verdict, finished) = tokio::join!(scan.finish(), writer.finish());
     finished?;
     let blob = StoredBlob {
         store: store.clone(),
         storage_path: Some(storage_path.to_owned()),
         size,
-        checksum: hex::encode(hasher.finalize()),
+        checksum,
     };
     let rejection = match verdict {
         Ok(Verdict::Clean) => match &rules.expected_sha256 {

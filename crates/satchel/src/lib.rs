@@ -16,6 +16,5 @@ pub mod workspace;
 
 pub use config::Config;
 pub use workspace::{
-    FilePage, ListOptions, OnConflict, Satchel, Usage, WorkspaceManager, WriteOptions,
-    WriteOutcome,
+    FilePage, ListOptions, OnConflict, Satchel, Usage, WorkspaceManager, WriteOptions, WriteOutcome,
 };

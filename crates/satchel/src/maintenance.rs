@@ -31,7 +31,11 @@ pub struct GcReport {
 
 impl fmt::Display for GcReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verb = if self.dry_run { "would remove" } else { "removed" };
+        let verb = if self.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
         writeln!(f, "gc {verb}:")?;
         writeln!(f, "  expired trash entries: {}", self.trash_purged.len())?;
         writeln!(f, "  orphan blobs:          {}", self.orphan_blobs.len())?;
@@ -125,11 +129,22 @@ impl fmt::Display for FsckReport {
             self.problems.len()
         )?;
         for p in &self.problems {
-            let id = p.file_id.map(|i| i.to_string()).unwrap_or_else(|| "-".into());
-            write!(f, "\n  {}: file {id} at {}: {}", p.kind, p.storage_path, p.detail)?;
+            let id = p
+                .file_id
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "-".into());
+            write!(
+                f,
+                "\n  {}: file {id} at {}: {}",
+                p.kind, p.storage_path, p.detail
+            )?;
         }
         if !self.repaired.is_empty() {
-            write!(f, "\n  moved {} broken record(s) to the trash", self.repaired.len())?;
+            write!(
+                f,
+                "\n  moved {} broken record(s) to the trash",
+                self.repaired.len()
+            )?;
         }
         Ok(())
     }
@@ -166,14 +181,18 @@ pub async fn fsck(satchel: &Satchel, deep: bool, repair: bool) -> Result<FsckRep
                 },
                 Some(_) => None,
             };
-            let Some((kind, detail)) = problem else { continue };
+            let Some((kind, detail)) = problem else {
+                continue;
+            };
             if repair && !file.is_deleted {
                 let mut metadata = file.metadata.clone();
                 metadata.insert("fsck".into(), kind.into());
                 catalog
                     .set_metadata(file.workspace_id, file.id, &metadata, now())
                     .await?;
-                catalog.soft_delete(file.workspace_id, file.id, now()).await?;
+                catalog
+                    .soft_delete(file.workspace_id, file.id, now())
+                    .await?;
                 report.repaired.push(file.id);
             }
             report.problems.push(FsckProblem {
@@ -190,7 +209,10 @@ pub async fn fsck(satchel: &Satchel, deep: bool, repair: bool) -> Result<FsckRep
             report.problems.push(FsckProblem {
                 kind: "orphan_blob",
                 file_id: None,
-                detail: format!("{} bytes, no record references it (gc removes it)", blob.size),
+                detail: format!(
+                    "{} bytes, no record references it (gc removes it)",
+                    blob.size
+                ),
                 storage_path: blob.storage_path,
             });
         }

@@ -68,8 +68,7 @@ impl Secrets {
 
     /// The keys a link may be signed with, newest first.
     fn verification_keys(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.signing_secret.as_str())
-            .chain(self.signing_secret_previous.as_deref())
+        std::iter::once(self.signing_secret.as_str()).chain(self.signing_secret_previous.as_deref())
     }
 }
 
@@ -81,7 +80,10 @@ fn read_secret_file(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path).map_err(|e| secret_error(path, e))?;
     let secret = text.trim();
     if secret.is_empty() {
-        return Err(secret_error(path, "the file is empty; delete it to have a new secret generated"));
+        return Err(secret_error(
+            path,
+            "the file is empty; delete it to have a new secret generated",
+        ));
     }
     Ok(secret.to_owned())
 }
@@ -106,7 +108,9 @@ fn load_or_create_secret_file(path: &Path) -> Result<String> {
 
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("secret"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("secret"),
         Uuid::new_v4().simple()
     ));
     let written = write_private_file(&tmp, &secret);
@@ -229,7 +233,10 @@ pub fn verify_download_token(secrets: &Secrets, token: &str, now: i64) -> Result
         expires_at: i64::from_be_bytes(expiry),
     };
     if now > claims.expires_at {
-        return Err(Error::new(ErrorCode::LinkExpired, "the download link has expired"));
+        return Err(Error::new(
+            ErrorCode::LinkExpired,
+            "the download link has expired",
+        ));
     }
     Ok(claims)
 }
@@ -260,8 +267,13 @@ mod tests {
     fn round_trip() {
         let c = claims();
         let token = create_download_token("k1", &c).unwrap();
-        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        assert_eq!(verify_download_token(&secrets("k1", None), &token, 1_000).unwrap(), c);
+        assert!(token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_eq!(
+            verify_download_token(&secrets("k1", None), &token, 1_000).unwrap(),
+            c
+        );
     }
 
     #[test]
@@ -298,7 +310,14 @@ mod tests {
     #[test]
     fn garbage_is_invalid() {
         let s = secrets("k1", None);
-        for token in ["", "x", "!!!!", "a.b.c", &"A".repeat(140), &"A".repeat(10_000)] {
+        for token in [
+            "",
+            "x",
+            "!!!!",
+            "a.b.c",
+            &"A".repeat(140),
+            &"A".repeat(10_000),
+        ] {
             let e = verify_download_token(&s, token, 0).unwrap_err();
             assert_eq!(e.code, ErrorCode::LinkInvalid, "{token:?}");
         }
@@ -315,9 +334,15 @@ mod tests {
     fn rotation_accepts_the_previous_key_only_while_configured() {
         let c = claims();
         let old = create_download_token("old", &c).unwrap();
-        assert_eq!(verify_download_token(&secrets("new", Some("old")), &old, 0).unwrap(), c);
+        assert_eq!(
+            verify_download_token(&secrets("new", Some("old")), &old, 0).unwrap(),
+            c
+        );
         let new = create_download_token("new", &c).unwrap();
-        assert_eq!(verify_download_token(&secrets("new", Some("old")), &new, 0).unwrap(), c);
+        assert_eq!(
+            verify_download_token(&secrets("new", Some("old")), &new, 0).unwrap(),
+            c
+        );
         let e = verify_download_token(&secrets("new", None), &old, 0).unwrap_err();
         assert_eq!(e.code, ErrorCode::LinkInvalid);
     }
@@ -326,7 +351,10 @@ mod tests {
     fn bad_checksum_cannot_be_signed() {
         let mut c = claims();
         c.checksum = "xyz".into();
-        assert_eq!(create_download_token("k", &c).unwrap_err().code, ErrorCode::Internal);
+        assert_eq!(
+            create_download_token("k", &c).unwrap_err().code,
+            ErrorCode::Internal
+        );
     }
 
     fn config_in(dir: &Path, env: &[(&str, &str)]) -> Config {
@@ -357,7 +385,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(JWT_SECRET_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.join(JWT_SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let leftovers: Vec<_> = std::fs::read_dir(&dir)
@@ -374,10 +405,17 @@ mod tests {
         let dir = temp_dir();
         let config = config_in(
             &dir,
-            &[("JWT_SECRET", "j"), ("SIGNING_SECRET", "s"), ("SIGNING_SECRET_PREVIOUS", "p")],
+            &[
+                ("JWT_SECRET", "j"),
+                ("SIGNING_SECRET", "s"),
+                ("SIGNING_SECRET_PREVIOUS", "p"),
+            ],
         );
         let s = Secrets::load_or_generate(&config).unwrap();
-        assert_eq!((s.jwt_secret.as_str(), s.signing_secret.as_str()), ("j", "s"));
+        assert_eq!(
+            (s.jwt_secret.as_str(), s.signing_secret.as_str()),
+            ("j", "s")
+        );
         assert_eq!(s.signing_secret_previous.as_deref(), Some("p"));
         assert!(!dir.join(JWT_SECRET_FILE).exists());
         let _ = std::fs::remove_dir_all(dir);

@@ -4,7 +4,9 @@
 
 use crate::catalog::{self, Catalog, CatalogError, Cursor, ListQuery, NewFile, Page, Precondition};
 use crate::config::Config;
-use crate::domain::{FileName, FileRecord, FolderPath, PathScope, SessionId, VirtualPath, Workspace};
+use crate::domain::{
+    FileName, FileRecord, FolderPath, PathScope, SessionId, VirtualPath, Workspace,
+};
 use crate::error::{Error, ErrorCode, Result};
 use crate::ingest::{ingest, IngestRules, StoredBlob};
 use crate::scanner::{ClamdAddress, ClamdConfig, ClamdScanner, NoScan, Scanner};
@@ -43,25 +45,28 @@ pub struct Satchel {
 impl Satchel {
     /// Connects the catalog (applying migrations), opens storage and the scanner as configured.
     pub async fn open(config: Config) -> Result<Self> {
-        let catalog = catalog::connect(&config.database_url)
-            .await
-            .map_err(|e| Error::new(ErrorCode::DatabaseUnavailable, format!("database_url: {e}")))?;
+        let catalog = catalog::connect(&config.database_url).await.map_err(|e| {
+            Error::new(ErrorCode::DatabaseUnavailable, format!("database_url: {e}"))
+        })?;
         if config.media_gcs_bucket_name.is_some() || config.media_s3_bucket_name.is_some() {
             return Err(Error::invalid_input(
                 "media_gcs_bucket_name / media_s3_bucket_name: cloud storage backends are not \
                  available in this version; unset them to use local storage",
             ));
         }
-        let store: Arc<dyn BlobStore> =
-            Arc::new(LocalStore::open(&config.workspace_storage_dir).await.map_err(|e| {
-                Error::new(
-                    ErrorCode::StorageUnavailable,
-                    format!(
-                        "workspace_storage_dir {}: {e}",
-                        config.workspace_storage_dir.display()
-                    ),
-                )
-            })?);
+        let store: Arc<dyn BlobStore> = Arc::new(
+            LocalStore::open(&config.workspace_storage_dir)
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        ErrorCode::StorageUnavailable,
+                        format!(
+                            "workspace_storage_dir {}: {e}",
+                            config.workspace_storage_dir.display()
+                        ),
+                    )
+                })?,
+        );
         let scanner = scanner_from_config(&config);
         Ok(Satchel::from_parts(config, catalog, store, scanner))
     }
@@ -271,7 +276,12 @@ pub fn resolve_mime(given: Option<&str>, filename: &str) -> Result<String> {
             .unwrap_or("application/octet-stream")
             .to_owned(),
     };
-    let essence = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let valid = essence.split_once('/').is_some_and(|(t, s)| {
         let token = |x: &str| {
             !x.is_empty()
@@ -287,7 +297,9 @@ pub fn resolve_mime(given: Option<&str>, filename: &str) -> Result<String> {
 }
 
 fn check_metadata(metadata: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
-    let size = serde_json::to_vec(metadata).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(metadata)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_METADATA_BYTES {
         return Err(Error::invalid_input(format!(
             "metadata is {size} bytes; the limit is {MAX_METADATA_BYTES}"
@@ -379,7 +391,11 @@ impl WorkspaceManager {
             Some(p) => self.scope.file(p)?,
         };
         let mime_type = resolve_mime(options.mime_type.as_deref(), name.as_str())?;
-        let expected_sha256 = options.expected_sha256.as_deref().map(parse_sha256).transpose()?;
+        let expected_sha256 = options
+            .expected_sha256
+            .as_deref()
+            .map(parse_sha256)
+            .transpose()?;
         if let Some(m) = &options.metadata {
             check_metadata(m)?;
         }
@@ -399,12 +415,17 @@ impl WorkspaceManager {
         if options.size_hint.is_some_and(|n| n > max_bytes) {
             return Err(Error::too_large(max_bytes));
         }
-        let existing = self.catalog().get_file_by_path(self.workspace.id, &path).await?;
+        let existing = self
+            .catalog()
+            .get_file_by_path(self.workspace.id, &path)
+            .await?;
         match (&precondition, &existing) {
             (None, Some(_)) if options.on_conflict == OnConflict::Error => {
                 return Err(CatalogError::PathExists.into())
             }
-            (Some(Precondition::AnyLive), None) => return Err(CatalogError::PreconditionFailed.into()),
+            (Some(Precondition::AnyLive), None) => {
+                return Err(CatalogError::PreconditionFailed.into())
+            }
             (Some(Precondition::Checksum(c)), e) if e.as_ref().is_none_or(|f| &f.checksum != c) => {
                 return Err(CatalogError::PreconditionFailed.into())
             }
@@ -538,7 +559,11 @@ impl WorkspaceManager {
     }
 
     /// Streams a file's content (or a range of it) by id.
-    pub async fn open_file(&self, id: Uuid, range: Option<ByteRange>) -> Result<(FileRecord, BlobStream)> {
+    pub async fn open_file(
+        &self,
+        id: Uuid,
+        range: Option<ByteRange>,
+    ) -> Result<(FileRecord, BlobStream)> {
         let file = self.get_file_info(id).await?;
         let stream = self.open_record(&file, range).await?;
         Ok((file, stream))
@@ -555,7 +580,11 @@ impl WorkspaceManager {
     }
 
     /// Streams the content of a record this manager has already looked up.
-    pub async fn open_record(&self, file: &FileRecord, range: Option<ByteRange>) -> Result<BlobStream> {
+    pub async fn open_record(
+        &self,
+        file: &FileRecord,
+        range: Option<ByteRange>,
+    ) -> Result<BlobStream> {
         if file.workspace_id != self.workspace.id {
             return Err(Error::not_found("file not found"));
         }
@@ -600,7 +629,9 @@ impl WorkspaceManager {
         }
         let page = match (&options.offset, &options.cursor) {
             (Some(_), Some(_)) => {
-                return Err(Error::invalid_input("use either offset or cursor, not both"))
+                return Err(Error::invalid_input(
+                    "use either offset or cursor, not both",
+                ))
             }
             (_, Some(c)) => Page::After(
                 Cursor::decode(c).ok_or_else(|| Error::invalid_input("cursor is not valid"))?,
@@ -621,10 +652,13 @@ impl WorkspaceManager {
         let limit = (query.limit - 1) as usize;
         let has_more = files.len() > limit;
         files.truncate(limit);
-        let next_cursor = has_more
-            .then(|| files.last())
-            .flatten()
-            .map(|f| Cursor { created_at: f.created_at, id: f.id }.encode());
+        let next_cursor = has_more.then(|| files.last()).flatten().map(|f| {
+            Cursor {
+                created_at: f.created_at,
+                id: f.id,
+            }
+            .encode()
+        });
         FilePage {
             files,
             has_more,
@@ -642,7 +676,10 @@ impl WorkspaceManager {
     pub async fn get_file_count(&self, options: &ListOptions) -> Result<u64> {
         let folder = self.folder(options)?;
         let name = options.name_contains.as_deref().filter(|s| !s.is_empty());
-        Ok(self.catalog().count_files(self.workspace.id, &folder, name).await?)
+        Ok(self
+            .catalog()
+            .count_files(self.workspace.id, &folder, name)
+            .await?)
     }
 
     /// Replaces a live file's metadata (a JSON object of at most 16 KiB).
@@ -660,7 +697,10 @@ impl WorkspaceManager {
 
     /// Soft delete: the file goes to the trash and its path is free at once.
     pub async fn delete_file(&self, id: Uuid) -> Result<FileRecord> {
-        Ok(self.catalog().soft_delete(self.workspace.id, id, now()).await?)
+        Ok(self
+            .catalog()
+            .soft_delete(self.workspace.id, id, now())
+            .await?)
     }
 
     /// Deleted files not yet purged, newest first; `path` filters on the original path.
@@ -688,7 +728,13 @@ impl WorkspaceManager {
         };
         Ok(self
             .catalog()
-            .restore(self.workspace.id, id, &target, self.satchel.config.quota_bytes(), now())
+            .restore(
+                self.workspace.id,
+                id,
+                &target,
+                self.satchel.config.quota_bytes(),
+                now(),
+            )
             .await?)
     }
 

@@ -43,18 +43,28 @@ fn clamd_vars(addr: &str, extra: &[(&'static str, String)]) -> Vec<(&'static str
 
 async fn scanning_env(backend: Backend, extra: &[(&'static str, String)]) -> Option<TestEnv> {
     let Ok(addr) = std::env::var("CLAMD_ADDR") else {
-        assert!(common::skip_external(), "CLAMD_ADDR is not set: run scripts/services.sh start");
+        assert!(
+            common::skip_external(),
+            "CLAMD_ADDR is not set: run scripts/services.sh start"
+        );
         return None;
     };
     env_with_clamd(backend, &addr, extra).await
 }
 
-async fn env_with_clamd(backend: Backend, addr: &str, extra: &[(&'static str, String)]) -> Option<TestEnv> {
+async fn env_with_clamd(
+    backend: Backend,
+    addr: &str,
+    extra: &[(&'static str, String)],
+) -> Option<TestEnv> {
     let vars = clamd_vars(addr, extra);
     let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let probe = satchel::Config::from_sources(
         None,
-        &borrowed.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        &borrowed
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     )
     .expect("config");
     let scanner = satchel::workspace::scanner_from_config(&probe);
@@ -62,7 +72,10 @@ async fn env_with_clamd(backend: Backend, addr: &str, extra: &[(&'static str, St
 }
 
 fn chunks(data: Vec<u8>, size: usize) -> impl futures::Stream<Item = std::io::Result<Bytes>> {
-    let parts: Vec<_> = data.chunks(size).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let parts: Vec<_> = data
+        .chunks(size)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
     futures::stream::iter(parts)
 }
 
@@ -76,25 +89,42 @@ async fn assert_nothing_kept(env: &TestEnv, w: &satchel::WorkspaceManager, blobs
     }
     assert_eq!(env.blob_files().len(), blobs, "no blob kept");
     assert!(env.staged_files().is_empty(), "no staged file kept");
-    assert_eq!(w.get_file_count(&ListOptions::default()).await.unwrap(), 0, "no record");
+    assert_eq!(
+        w.get_file_count(&ListOptions::default()).await.unwrap(),
+        0,
+        "no record"
+    );
 }
 
 async fn clean_and_infected(backend: Backend) {
-    let Some(env) = scanning_env(backend, &[]).await else { return };
+    let Some(env) = scanning_env(backend, &[]).await else {
+        return;
+    };
     let w = env.satchel.workspace("alice", None).await.unwrap();
     // Clean content is kept; empty content needs no scan.
     let clean = noise(3 * 1024 * 1024, 1);
-    w.write_stream(chunks(clean.clone(), 64 * 1024), "clean.bin", WriteOptions::default())
+    w.write_stream(
+        chunks(clean.clone(), 64 * 1024),
+        "clean.bin",
+        WriteOptions::default(),
+    )
+    .await
+    .unwrap();
+    w.write_file(Bytes::new(), "empty", WriteOptions::default())
         .await
         .unwrap();
-    w.write_file(Bytes::new(), "empty", WriteOptions::default()).await.unwrap();
     assert_eq!(&w.read_file("/clean.bin").await.unwrap()[..], &clean[..]);
     let w2 = env.satchel.workspace("bob", None).await.unwrap();
 
     // EICAR alone.
-    let e = w2.write_file(eicar(), "eicar.com", WriteOptions::default()).await.unwrap_err();
+    let e = w2
+        .write_file(eicar(), "eicar.com", WriteOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::VirusDetected);
-    let ErrorDetail::Threat(threat) = &e.detail else { panic!("no threat in {e:?}") };
+    let ErrorDetail::Threat(threat) = &e.detail else {
+        panic!("no threat in {e:?}")
+    };
     assert!(threat.contains("Eicar"), "{threat}");
 
     // EICAR inside a few MiB of noise, straddling a chunk boundary.
@@ -109,7 +139,14 @@ async fn clean_and_infected(backend: Backend) {
     assert_eq!(e.code, ErrorCode::VirusDetected);
     // Overwriting a clean file with infected content keeps the clean one.
     let e = w
-        .write_file(eicar(), "clean.bin", WriteOptions { on_conflict: satchel::OnConflict::Overwrite, ..Default::default() })
+        .write_file(
+            eicar(),
+            "clean.bin",
+            WriteOptions {
+                on_conflict: satchel::OnConflict::Overwrite,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::VirusDetected);
@@ -118,15 +155,26 @@ async fn clean_and_infected(backend: Backend) {
 }
 
 async fn over_stream_limit_is_unavailable(backend: Backend) {
-    let limit_mb: usize = std::env::var("CLAMD_STREAM_MAX_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
-    let Some(env) = scanning_env(backend, &[("MAX_FILE_SIZE_MB", (limit_mb + 20).to_string())]).await else {
+    let limit_mb: usize = std::env::var("CLAMD_STREAM_MAX_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120);
+    let Some(env) = scanning_env(
+        backend,
+        &[("MAX_FILE_SIZE_MB", (limit_mb + 20).to_string())],
+    )
+    .await
+    else {
         return;
     };
     let w = env.satchel.workspace("alice", None).await.unwrap();
     let total = (limit_mb + 10) * 1024 * 1024;
     let piece = Bytes::from(vec![0u8; 1024 * 1024]);
     let source = futures::stream::iter((0..total / piece.len()).map(move |_| Ok(piece.clone())));
-    let e = w.write_stream(source, "big.bin", WriteOptions::default()).await.unwrap_err();
+    let e = w
+        .write_stream(source, "big.bin", WriteOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::ScannerUnavailable, "{e}");
     assert!(e.code.retryable());
     assert_nothing_kept(&env, &w, 0).await;
@@ -145,7 +193,11 @@ async fn concurrent_scans_are_capped_and_correct(backend: Backend) {
                 if i % 2 == 1 {
                     data.splice(1000..1000 + eicar().len(), eicar());
                 }
-                (i, w.write_file(data, &format!("f{i}"), WriteOptions::default()).await)
+                (
+                    i,
+                    w.write_file(data, &format!("f{i}"), WriteOptions::default())
+                        .await,
+                )
             })
         })
         .collect();
@@ -161,7 +213,11 @@ async fn concurrent_scans_are_capped_and_correct(backend: Backend) {
     assert!(env.staged_files().is_empty());
 }
 
-on_both_catalogs!(clean_and_infected, over_stream_limit_is_unavailable, concurrent_scans_are_capped_and_correct);
+on_both_catalogs!(
+    clean_and_infected,
+    over_stream_limit_is_unavailable,
+    concurrent_scans_are_capped_and_correct
+);
 
 /// A private clamd this test can stop and restart.
 struct PrivateClamd {
@@ -180,7 +236,11 @@ impl PrivateClamd {
         std::fs::create_dir_all(d.join("db")).unwrap();
         std::fs::create_dir_all(d.join("tmp")).unwrap();
         let sig: String = eicar().iter().map(|b| format!("{b:02x}")).collect();
-        std::fs::write(d.join("db/test.ndb"), format!("Eicar-Test-Signature:0:*:{sig}\n")).unwrap();
+        std::fs::write(
+            d.join("db/test.ndb"),
+            format!("Eicar-Test-Signature:0:*:{sig}\n"),
+        )
+        .unwrap();
         std::fs::write(
             d.join("clamd.conf"),
             format!(
@@ -202,10 +262,17 @@ impl PrivateClamd {
             .expect("spawn clamd");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "private clamd did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "private clamd did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-        PrivateClamd { dir, port, child: Some(child) }
+        PrivateClamd {
+            dir,
+            port,
+            child: Some(child),
+        }
     }
 
     fn stop(mut self) -> (tempfile::TempDir, u16) {
@@ -228,7 +295,11 @@ impl Drop for PrivateClamd {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// clamd stopped mid-suite → `scanner_unavailable` and nothing kept; restarted → writes
@@ -250,15 +321,35 @@ async fn clamd_outage_fails_closed_and_recovers() {
         return;
     };
     let w = env.satchel.workspace("alice", None).await.unwrap();
-    w.write_file(noise(100_000, 3), "before", WriteOptions::default()).await.unwrap();
+    w.write_file(noise(100_000, 3), "before", WriteOptions::default())
+        .await
+        .unwrap();
     assert!(env.satchel.scanner().ping().await.is_ok());
 
     let (dir, port) = clamd.stop();
     for i in 0..3 {
-        let e = w.write_file(eicar(), &format!("during{i}"), WriteOptions::default()).await.unwrap_err();
-        assert_eq!(e.code, ErrorCode::ScannerUnavailable, "never reported as an infection");
-        let e = w.write_file(noise(1000, i), &format!("clean{i}"), WriteOptions::default()).await.unwrap_err();
-        assert_eq!(e.code, ErrorCode::ScannerUnavailable, "never accepted unscanned");
+        let e = w
+            .write_file(eicar(), &format!("during{i}"), WriteOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.code,
+            ErrorCode::ScannerUnavailable,
+            "never reported as an infection"
+        );
+        let e = w
+            .write_file(
+                noise(1000, i),
+                &format!("clean{i}"),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.code,
+            ErrorCode::ScannerUnavailable,
+            "never accepted unscanned"
+        );
     }
     assert!(env.satchel.scanner().ping().await.is_err());
     assert_eq!(w.get_file_count(&ListOptions::default()).await.unwrap(), 1);
@@ -266,8 +357,13 @@ async fn clamd_outage_fails_closed_and_recovers() {
     assert_eq!(env.blob_files().len(), 1);
 
     let _clamd = PrivateClamd::start(dir, port);
-    w.write_file(noise(100_000, 4), "after", WriteOptions::default()).await.unwrap();
-    let e = w.write_file(eicar(), "after-eicar", WriteOptions::default()).await.unwrap_err();
+    w.write_file(noise(100_000, 4), "after", WriteOptions::default())
+        .await
+        .unwrap();
+    let e = w
+        .write_file(eicar(), "after-eicar", WriteOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::VirusDetected);
     assert_eq!(w.get_file_count(&ListOptions::default()).await.unwrap(), 2);
     let _ = Arc::clone(env.satchel.scanner());

@@ -171,8 +171,7 @@ pub trait Catalog: Send + Sync + 'static {
     async fn get_file(&self, workspace_id: Uuid, id: Uuid) -> CatalogResult<Option<FileRecord>>;
 
     /// A trashed (deleted, not yet purged) file by id.
-    async fn get_trashed(&self, workspace_id: Uuid, id: Uuid)
-        -> CatalogResult<Option<FileRecord>>;
+    async fn get_trashed(&self, workspace_id: Uuid, id: Uuid) -> CatalogResult<Option<FileRecord>>;
 
     /// Replaces a live file's metadata.
     async fn set_metadata(
@@ -252,8 +251,7 @@ pub trait Catalog: Send + Sync + 'static {
     async fn storage_path_referenced(&self, storage_path: &str) -> CatalogResult<bool>;
 
     /// Every record (live and trashed), in id order, one page after `after`.
-    async fn all_records(&self, after: Option<Uuid>, limit: u32)
-        -> CatalogResult<Vec<FileRecord>>;
+    async fn all_records(&self, after: Option<Uuid>, limit: u32) -> CatalogResult<Vec<FileRecord>>;
 }
 
 /// The path a deleted file gets so its original path is free at once (SPEC §3).
@@ -279,9 +277,13 @@ pub fn quota_error(used: i64, limit_bytes: u64) -> CatalogError {
 /// Opens the catalog named by a `database_url` and applies migrations.
 pub async fn connect(database_url: &str) -> CatalogResult<std::sync::Arc<dyn Catalog>> {
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(PostgresCatalog::connect(database_url).await?))
+        Ok(std::sync::Arc::new(
+            PostgresCatalog::connect(database_url).await?,
+        ))
     } else if database_url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(SqliteCatalog::connect(database_url).await?))
+        Ok(std::sync::Arc::new(
+            SqliteCatalog::connect(database_url).await?,
+        ))
     } else {
         Err(CatalogError::Database(format!(
             "database_url: unsupported scheme in {database_url:?} (use sqlite:// or postgres://)"

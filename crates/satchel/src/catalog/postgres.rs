@@ -3,8 +3,8 @@
 //! overwrite. The workspace row's `used_bytes` update serialises quota checks per workspace.
 
 use super::{
-    deleted_path, folder_upper_bound, quota_error, Catalog, CatalogError, CatalogResult,
-    Committed, ListQuery, NewFile, Page, Precondition,
+    deleted_path, folder_upper_bound, quota_error, Catalog, CatalogError, CatalogResult, Committed,
+    ListQuery, NewFile, Page, Precondition,
 };
 use crate::domain::{FileRecord, FolderPath, VirtualPath, Workspace};
 use async_trait::async_trait;
@@ -36,7 +36,11 @@ fn migrator() -> Migrator {
 fn file_from_row(row: &PgRow) -> CatalogResult<FileRecord> {
     let metadata = match row.try_get::<serde_json::Value, _>("metadata")? {
         serde_json::Value::Object(map) => map,
-        _ => return Err(CatalogError::Database("metadata is not a JSON object".into())),
+        _ => {
+            return Err(CatalogError::Database(
+                "metadata is not a JSON object".into(),
+            ))
+        }
     };
     Ok(FileRecord {
         id: row.try_get("id")?,
@@ -239,8 +243,14 @@ impl PostgresCatalog {
         let old = match (existing, precondition) {
             (None, Precondition::None) => {
                 let record = insert_live(&mut tx, file).await?;
-                charge(&mut tx, file.workspace_id, file.size_bytes as i64, limit_bytes, file.now)
-                    .await?;
+                charge(
+                    &mut tx,
+                    file.workspace_id,
+                    file.size_bytes as i64,
+                    limit_bytes,
+                    file.now,
+                )
+                .await?;
                 tx.commit().await?;
                 return Ok(Committed {
                     record,
@@ -309,8 +319,11 @@ impl PostgresCatalog {
         let mut qb = QueryBuilder::<Postgres>::new(format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE workspace_id = "
         ));
-        qb.push_bind(workspace_id)
-            .push(if deleted { " AND is_deleted" } else { " AND NOT is_deleted" });
+        qb.push_bind(workspace_id).push(if deleted {
+            " AND is_deleted"
+        } else {
+            " AND NOT is_deleted"
+        });
         push_filters(
             &mut qb,
             path_column,
@@ -409,11 +422,7 @@ impl Catalog for PostgresCatalog {
             .transpose()
     }
 
-    async fn get_trashed(
-        &self,
-        workspace_id: Uuid,
-        id: Uuid,
-    ) -> CatalogResult<Option<FileRecord>> {
+    async fn get_trashed(&self, workspace_id: Uuid, id: Uuid) -> CatalogResult<Option<FileRecord>> {
         let sql = format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE id = $1 AND workspace_id = $2 AND is_deleted"
         );
@@ -541,7 +550,14 @@ impl Catalog for PostgresCatalog {
             .await?
             .ok_or(CatalogError::NotFound)?;
         let record = file_from_row(&row)?;
-        charge(&mut tx, workspace_id, record.size_bytes as i64, limit_bytes, now).await?;
+        charge(
+            &mut tx,
+            workspace_id,
+            record.size_bytes as i64,
+            limit_bytes,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -579,11 +595,7 @@ impl Catalog for PostgresCatalog {
         Ok(found.is_some())
     }
 
-    async fn all_records(
-        &self,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> CatalogResult<Vec<FileRecord>> {
+    async fn all_records(&self, after: Option<Uuid>, limit: u32) -> CatalogResult<Vec<FileRecord>> {
         let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {FILE_COLUMNS} FROM files"));
         if let Some(after) = after {
             qb.push(" WHERE id > ").push_bind(after);

@@ -3,8 +3,8 @@
 //! of failing with `SQLITE_BUSY` when a deferred transaction tries to upgrade.
 
 use super::{
-    deleted_path, folder_upper_bound, quota_error, Catalog, CatalogError, CatalogResult,
-    Committed, ListQuery, NewFile, Page, Precondition,
+    deleted_path, folder_upper_bound, quota_error, Catalog, CatalogError, CatalogResult, Committed,
+    ListQuery, NewFile, Page, Precondition,
 };
 use crate::domain::{FileRecord, FolderPath, VirtualPath, Workspace};
 use async_trait::async_trait;
@@ -49,7 +49,11 @@ fn file_from_row(row: &SqliteRow) -> CatalogResult<FileRecord> {
     let metadata: String = row.try_get("metadata")?;
     let metadata = match serde_json::from_str(&metadata) {
         Ok(serde_json::Value::Object(map)) => map,
-        _ => return Err(CatalogError::Database("metadata is not a JSON object".into())),
+        _ => {
+            return Err(CatalogError::Database(
+                "metadata is not a JSON object".into(),
+            ))
+        }
     };
     Ok(FileRecord {
         id: row.try_get("id")?,
@@ -266,8 +270,11 @@ impl SqliteCatalog {
         let mut qb = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE workspace_id = "
         ));
-        qb.push_bind(workspace_id)
-            .push(if deleted { " AND is_deleted = 1" } else { " AND is_deleted = 0" });
+        qb.push_bind(workspace_id).push(if deleted {
+            " AND is_deleted = 1"
+        } else {
+            " AND is_deleted = 0"
+        });
         push_filters(
             &mut qb,
             path_column,
@@ -347,8 +354,14 @@ impl Catalog for SqliteCatalog {
         let old = match (existing, precondition) {
             (None, Precondition::None) => {
                 let record = insert_live(&mut tx, file).await?;
-                charge(&mut tx, file.workspace_id, file.size_bytes as i64, limit_bytes, file.now)
-                    .await?;
+                charge(
+                    &mut tx,
+                    file.workspace_id,
+                    file.size_bytes as i64,
+                    limit_bytes,
+                    file.now,
+                )
+                .await?;
                 tx.commit().await?;
                 return Ok(Committed {
                     record,
@@ -421,11 +434,7 @@ impl Catalog for SqliteCatalog {
             .transpose()
     }
 
-    async fn get_trashed(
-        &self,
-        workspace_id: Uuid,
-        id: Uuid,
-    ) -> CatalogResult<Option<FileRecord>> {
+    async fn get_trashed(&self, workspace_id: Uuid, id: Uuid) -> CatalogResult<Option<FileRecord>> {
         let sql = format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE id = ?1 AND workspace_id = ?2 AND is_deleted = 1"
         );
@@ -553,7 +562,14 @@ impl Catalog for SqliteCatalog {
             .await?
             .ok_or(CatalogError::NotFound)?;
         let record = file_from_row(&row)?;
-        charge(&mut tx, workspace_id, record.size_bytes as i64, limit_bytes, now).await?;
+        charge(
+            &mut tx,
+            workspace_id,
+            record.size_bytes as i64,
+            limit_bytes,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -591,11 +607,7 @@ impl Catalog for SqliteCatalog {
         Ok(found.is_some())
     }
 
-    async fn all_records(
-        &self,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> CatalogResult<Vec<FileRecord>> {
+    async fn all_records(&self, after: Option<Uuid>, limit: u32) -> CatalogResult<Vec<FileRecord>> {
         let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {FILE_COLUMNS} FROM files"));
         if let Some(after) = after {
             qb.push(" WHERE id > ").push_bind(after);

@@ -96,7 +96,16 @@ mod tests {
 
     #[test]
     fn rejects_unusable_names() {
-        for bad in ["", ".", "..", "a/", "x/..", "a\\..", "bad\u{7}name", "nul\0"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/",
+            "x/..",
+            "a\\..",
+            "bad\u{7}name",
+            "nul\0",
+        ] {
             assert_eq!(
                 FileName::parse(bad).unwrap_err().code,
                 crate::ErrorCode::InvalidInput,
@@ -112,7 +121,10 @@ mod tests {
         assert_eq!(f.storage_name(), "my_file______.tar.gz");
         assert_eq!(FileName::parse(".env").unwrap().storage_name(), "_.env");
         assert_eq!(FileName::parse("...").unwrap().storage_name(), "file_...");
-        assert_eq!(FileName::parse("日本語.txt").unwrap().storage_name(), "日本語.txt");
+        assert_eq!(
+            FileName::parse("日本語.txt").unwrap().storage_name(),
+            "日本語.txt"
+        );
         let long = format!("{}.png", "é".repeat(120));
         let s = FileName::parse(&long).unwrap();
         assert!(s.storage_name().len() <= MAX_STORAGE_NAME_BYTES);

@@ -260,16 +260,28 @@ mod tests {
     #[test]
     fn session_scoping() {
         let s = scope(Some("S1"));
-        assert_eq!(s.file("report.pdf").unwrap().as_str(), "/sessions/S1/report.pdf");
+        assert_eq!(
+            s.file("report.pdf").unwrap().as_str(),
+            "/sessions/S1/report.pdf"
+        );
         assert_eq!(s.file("/a/b").unwrap().as_str(), "/sessions/S1/a/b");
         assert_eq!(s.file("/sessions/S2/x").unwrap().as_str(), "/sessions/S2/x");
         assert_eq!(s.file("/shared/x").unwrap().as_str(), "/shared/x");
-        assert_eq!(s.file("/shared2/x").unwrap().as_str(), "/sessions/S1/shared2/x");
+        assert_eq!(
+            s.file("/shared2/x").unwrap().as_str(),
+            "/sessions/S1/shared2/x"
+        );
         assert_eq!(s.folder(None).unwrap().as_prefix(), "/sessions/S1/");
         for empty in ["", "/", "./", "//"] {
-            assert_eq!(s.file(empty).unwrap_err().code, crate::ErrorCode::InvalidPath);
+            assert_eq!(
+                s.file(empty).unwrap_err().code,
+                crate::ErrorCode::InvalidPath
+            );
         }
-        assert_eq!(s.folder(Some("/docs")).unwrap().as_prefix(), "/sessions/S1/docs/");
+        assert_eq!(
+            s.folder(Some("/docs")).unwrap().as_prefix(),
+            "/sessions/S1/docs/"
+        );
         let none = scope(None);
         assert_eq!(none.file("a/b").unwrap().as_str(), "/a/b");
         assert!(none.folder(None).unwrap().is_root());
@@ -281,7 +293,10 @@ mod tests {
         let s = scope(Some("S1"));
         let raw = format!("/{}", "a/".repeat(511)); // 1022 bytes as given
         assert!(VirtualPath::parse(&raw).is_ok());
-        assert_eq!(s.file(&raw).unwrap_err().code, crate::ErrorCode::InvalidPath);
+        assert_eq!(
+            s.file(&raw).unwrap_err().code,
+            crate::ErrorCode::InvalidPath
+        );
     }
 
     #[test]
@@ -289,6 +304,9 @@ mod tests {
         let f = FolderPath::parse("/docs").unwrap();
         assert!(f.contains(&VirtualPath::parse("/docs/a").unwrap()));
         assert!(!f.contains(&VirtualPath::parse("/docs2/a").unwrap()));
-        assert_eq!(VirtualPath::parse("/a/b/c").unwrap().parent().as_prefix(), "/a/b/");
+        assert_eq!(
+            VirtualPath::parse("/a/b/c").unwrap().parent().as_prefix(),
+            "/a/b/"
+        );
     }
 }

@@ -39,9 +39,10 @@ impl From<StorageError> for crate::Error {
         match e {
             StorageError::NotFound => crate::Error::not_found("the file's content is missing"),
             StorageError::InvalidPath(m) => crate::Error::internal(m),
-            StorageError::Unavailable(m) => {
-                crate::Error::new(ErrorCode::StorageUnavailable, format!("storage unavailable: {m}"))
-            }
+            StorageError::Unavailable(m) => crate::Error::new(
+                ErrorCode::StorageUnavailable,
+                format!("storage unavailable: {m}"),
+            ),
         }
     }
 }
@@ -86,7 +87,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn create(&self, storage_path: &str) -> StorageResult<Box<dyn BlobWriter>>;
 
     /// Streams a blob, or the given range of it.
-    async fn open(&self, storage_path: &str, range: Option<ByteRange>) -> StorageResult<BlobStream>;
+    async fn open(&self, storage_path: &str, range: Option<ByteRange>)
+        -> StorageResult<BlobStream>;
 
     /// The blob's size, or `None` if it does not exist.
     async fn size(&self, storage_path: &str) -> StorageResult<Option<u64>>;
@@ -99,7 +101,11 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes staged uploads last modified before `older_than`; returns what it removed (or
     /// would remove, with `dry_run`).
-    async fn sweep_staging(&self, older_than: SystemTime, dry_run: bool) -> StorageResult<Vec<String>>;
+    async fn sweep_staging(
+        &self,
+        older_than: SystemTime,
+        dry_run: bool,
+    ) -> StorageResult<Vec<String>>;
 
     /// Whether the store is usable (readiness).
     async fn ping(&self) -> StorageResult<()>;
