@@ -364,9 +364,12 @@ mod tests {
         assert_eq!(c.workspace_storage_dir, PathBuf::from("/x/workspaces"));
     }
 
+    /// (TOML text, environment, the key the error must name)
+    type BadCase<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+
     #[test]
     fn bad_values_name_their_key() {
-        let cases: [(Option<&str>, &[(&str, &str)], &str); 5] = [
+        let cases: [BadCase; 5] = [
             (None, &[("MAX_FILE_SIZE_MB", "ten")], "max_file_size_mb"),
             (None, &[("DATABASE_URL", "mysql://x")], "database_url"),
             (Some("max_fle_size_mb = 3"), &[], "max_fle_size_mb"),
