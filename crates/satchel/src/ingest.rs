@@ -6,8 +6,8 @@
 //! early return drops the writer (its staged file goes with it) or deletes the finished blob.
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::scanner::{Scanner, Verdict};
-use crate::storage::BlobStore;
+use crate::scanner::{ScanSession, Scanner, Verdict};
+use crate::storage::{BlobStore, BlobWriter};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
@@ -78,11 +78,8 @@ const MIN_CHUNK: usize = 64 * 1024;
 const QUEUE: usize = 4;
 
 /// Streams `source` into a new blob at `storage_path`, hashing and scanning it on the way.
-///
-/// Three cooperating futures in one task: the producer reads, caps and hashes; the scan feeder
-/// and the disk writer each drain a small bounded queue, so a slow disk and a slow clamd overlap
-/// instead of adding up. They are joined with `try_join!`, so the first failure drops the
-/// others; dropping the whole future (cancellation) drops everything, including the staged file.
+/// The blob is finished (made durable) while clamd gives its verdict; on any rejection it is
+/// deleted again before this returns.
 pub async fn ingest<S>(
     source: S,
     store: &Arc<dyn BlobStore>,
@@ -95,10 +92,45 @@ where
 {
     let mut writer = store.create(storage_path).await?;
     let mut scan = scanner.begin().await?;
+    let (size, checksum) =
+        stream_through(source, writer.as_mut(), scan.as_mut(), rules.max_bytes).await?;
+
+    let (verdict, finished) = tokio::join!(scan.finish(), writer.finish());
+    finished?;
+    let blob = StoredBlob {
+        store: store.clone(),
+        storage_path: Some(storage_path.to_owned()),
+        size,
+        checksum,
+    };
+    match judge(verdict, &blob.checksum, rules.expected_sha256.as_deref()) {
+        None => Ok(blob),
+        Some(err) => {
+            blob.discard().await;
+            Err(err)
+        }
+    }
+}
+
+/// The pipeline itself: reads `source` once, enforcing `max_bytes`, hashing, and feeding the
+/// same chunks to `scan` and `writer`. Returns the size and SHA-256 (lowercase hex). Neither the
+/// writer nor the scan is finished: the caller decides the order (see [`ingest`]).
+///
+/// Three cooperating futures in one task: the producer reads, caps and hashes; the scan feeder
+/// and the disk writer each drain a small bounded queue, so a slow disk and a slow clamd overlap
+/// instead of adding up. They are joined with `try_join!`, so the first failure drops the
+/// others; dropping the whole future (cancellation) drops everything.
+pub async fn stream_through<S>(
+    source: S,
+    writer: &mut dyn BlobWriter,
+    scan: &mut dyn ScanSession,
+    max_bytes: u64,
+) -> Result<(u64, String)>
+where
+    S: Stream<Item = std::io::Result<Bytes>> + Send,
+{
     let (scan_tx, mut scan_rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE);
     let (disk_tx, mut disk_rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE);
-    let max_bytes = rules.max_bytes;
-
     let produce = async move {
         let mut source = std::pin::pin!(source);
         let mut hasher = Sha256::new();
@@ -152,37 +184,24 @@ where
         Ok::<_, Error>(())
     };
     let (produced, (), ()) = tokio::try_join!(produce, feed_scanner, write_disk)?;
-    let Some((size, checksum)) = produced else {
-        return Err(Error::internal("a pipeline stage stopped without an error"));
-    };
+    produced.ok_or_else(|| Error::internal("a pipeline stage stopped without an error"))
+}
 
-    let (verdict, finished) = tokio::join!(scan.finish(), writer.finish());
-    finished?;
-    let blob = StoredBlob {
-        store: store.clone(),
-        storage_path: Some(storage_path.to_owned()),
-        size,
-        checksum,
-    };
-    let rejection = match verdict {
-        Ok(Verdict::Clean) => match &rules.expected_sha256 {
-            Some(expected) if *expected != blob.checksum => Some(Error::new(
+/// Why content must not be kept, if it must not: infected, unscanned, or not what the client said.
+pub fn judge(
+    verdict: std::result::Result<Verdict, crate::scanner::ScanError>,
+    checksum: &str,
+    expected_sha256: Option<&str>,
+) -> Option<Error> {
+    match verdict {
+        Ok(Verdict::Clean) => match expected_sha256 {
+            Some(expected) if expected != checksum => Some(Error::new(
                 ErrorCode::ChecksumMismatch,
-                format!(
-                    "content SHA-256 is {}, the client said {expected}",
-                    blob.checksum
-                ),
+                format!("content SHA-256 is {checksum}, the client said {expected}"),
             )),
             _ => None,
         },
         Ok(Verdict::Infected(threat)) => Some(Error::virus(threat)),
         Err(e) => Some(e.into()),
-    };
-    match rejection {
-        None => Ok(blob),
-        Some(err) => {
-            blob.discard().await;
-            Err(err)
-        }
     }
 }
