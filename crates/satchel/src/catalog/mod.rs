@@ -182,6 +182,13 @@ pub trait Catalog: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> CatalogResult<FileRecord>;
 
+    /// The live file of a workspace stored at `storage_path` (exact match).
+    async fn get_file_by_storage_path(
+        &self,
+        workspace_id: Uuid,
+        storage_path: &str,
+    ) -> CatalogResult<Option<FileRecord>>;
+
     /// The live file at a path.
     async fn get_file_by_path(
         &self,

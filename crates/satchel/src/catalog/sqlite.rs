@@ -470,6 +470,25 @@ impl Catalog for SqliteCatalog {
         file_from_row(&row)
     }
 
+    async fn get_file_by_storage_path(
+        &self,
+        workspace_id: Uuid,
+        storage_path: &str,
+    ) -> CatalogResult<Option<FileRecord>> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files \
+             WHERE storage_path = ?1 AND workspace_id = ?2 AND is_deleted = 0"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(storage_path)
+            .bind(workspace_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(file_from_row)
+            .transpose()
+    }
+
     async fn get_file_by_path(
         &self,
         workspace_id: Uuid,
