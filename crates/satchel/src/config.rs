@@ -15,6 +15,11 @@ const KEYS: &[&str] = &[
     "workspace_storage_dir",
     "media_gcs_bucket_name",
     "media_s3_bucket_name",
+    "gcs_endpoint",
+    "gcs_credentials_file",
+    "s3_endpoint",
+    "s3_region",
+    "s3_force_path_style",
     "max_file_size_mb",
     "workspace_quota_mb",
     "trash_retention_days",
@@ -61,6 +66,15 @@ pub struct Config {
     pub workspace_storage_dir: PathBuf,
     pub media_gcs_bucket_name: Option<String>,
     pub media_s3_bucket_name: Option<String>,
+    /// GCS API endpoint (emulators); default the real service.
+    pub gcs_endpoint: Option<String>,
+    /// A service-account JSON key; else Google application-default credentials from the
+    /// environment / well-known file (never the metadata server).
+    pub gcs_credentials_file: Option<PathBuf>,
+    /// S3 endpoint (MinIO, emulators); credentials come from the usual `AWS_*` variables.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_force_path_style: bool,
     pub max_file_size_mb: u64,
     pub workspace_quota_mb: u64,
     pub trash_retention_days: u64,
@@ -227,6 +241,14 @@ impl Config {
                 format!("unsupported scheme in {database_url:?}: use sqlite:// or postgres://"),
             ));
         }
+        let media_gcs_bucket_name = s.optional("media_gcs_bucket_name")?;
+        let media_s3_bucket_name = s.optional("media_s3_bucket_name")?;
+        if media_gcs_bucket_name.is_some() && media_s3_bucket_name.is_some() {
+            return Err(err(
+                "media_s3_bucket_name",
+                "set either media_gcs_bucket_name or media_s3_bucket_name, not both",
+            ));
+        }
         let workspace_storage_dir = s
             .optional("workspace_storage_dir")?
             .map(PathBuf::from)
@@ -271,8 +293,13 @@ impl Config {
         Ok(Config {
             database_url,
             workspace_storage_dir,
-            media_gcs_bucket_name: s.optional("media_gcs_bucket_name")?,
-            media_s3_bucket_name: s.optional("media_s3_bucket_name")?,
+            media_gcs_bucket_name,
+            media_s3_bucket_name,
+            gcs_endpoint: s.optional("gcs_endpoint")?,
+            gcs_credentials_file: s.optional("gcs_credentials_file")?.map(PathBuf::from),
+            s3_endpoint: s.optional("s3_endpoint")?,
+            s3_region: s.optional("s3_region")?,
+            s3_force_path_style: s.boolean("s3_force_path_style", false)?,
             max_file_size_mb,
             workspace_quota_mb: s.number("workspace_quota_mb", 0)?,
             trash_retention_days: s.number("trash_retention_days", 30)?,

@@ -10,7 +10,7 @@ use crate::domain::{
 use crate::error::{Error, ErrorCode, Result};
 use crate::ingest::{ingest, IngestRules, StoredBlob};
 use crate::scanner::{ClamdAddress, ClamdConfig, ClamdScanner, NoScan, Scanner};
-use crate::storage::{BlobStore, BlobStream, ByteRange, LocalStore};
+use crate::storage::{BlobStore, BlobStream, ByteRange};
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -48,25 +48,7 @@ impl Satchel {
         let catalog = catalog::connect(&config.database_url).await.map_err(|e| {
             Error::new(ErrorCode::DatabaseUnavailable, format!("database_url: {e}"))
         })?;
-        if config.media_gcs_bucket_name.is_some() || config.media_s3_bucket_name.is_some() {
-            return Err(Error::invalid_input(
-                "media_gcs_bucket_name / media_s3_bucket_name: cloud storage backends are not \
-                 available in this version; unset them to use local storage",
-            ));
-        }
-        let store: Arc<dyn BlobStore> = Arc::new(
-            LocalStore::open(&config.workspace_storage_dir)
-                .await
-                .map_err(|e| {
-                    Error::new(
-                        ErrorCode::StorageUnavailable,
-                        format!(
-                            "workspace_storage_dir {}: {e}",
-                            config.workspace_storage_dir.display()
-                        ),
-                    )
-                })?,
-        );
+        let store = crate::storage::open_from_config(&config).await?;
         let scanner = scanner_from_config(&config);
         Ok(Satchel::from_parts(config, catalog, store, scanner))
     }

@@ -49,6 +49,33 @@ impl From<StorageError> for crate::Error {
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
+/// Opens the backend the configuration names: GCS if `media_gcs_bucket_name` is set, S3 if
+/// `media_s3_bucket_name` is, else the local disk under `workspace_storage_dir`.
+/// Misconfiguration fails here, at start-up, with a message naming the key.
+pub async fn open_from_config(
+    config: &crate::Config,
+) -> crate::Result<std::sync::Arc<dyn BlobStore>> {
+    use crate::{Error, ErrorCode};
+    if config.media_gcs_bucket_name.is_some() || config.media_s3_bucket_name.is_some() {
+        return Err(Error::invalid_input(
+            "media_gcs_bucket_name / media_s3_bucket_name: cloud storage backends are not \
+             available in this version; unset them to use local storage",
+        ));
+    }
+    let store = LocalStore::open(&config.workspace_storage_dir)
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::StorageUnavailable,
+                format!(
+                    "workspace_storage_dir {}: {e}",
+                    config.workspace_storage_dir.display()
+                ),
+            )
+        })?;
+    Ok(std::sync::Arc::new(store))
+}
+
 /// A stream of a blob's bytes in bounded chunks.
 pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
