@@ -22,8 +22,18 @@ pub async fn migrate(config: Config) -> anyhow::Result<()> {
 
 /// `token`: a JWT for `user`, signed with the configured (or generated) secret.
 pub async fn token(config: Config, user: &str, ttl: Duration) -> anyhow::Result<()> {
+    if let Some(key) = &config.jwt_public_key_file {
+        // The server then verifies RS256/ES256 tokens from an identity provider; an HS256
+        // token minted here would be refused.
+        anyhow::bail!(satchel::Error::invalid_input(format!(
+            "jwt_public_key_file is set ({}): tokens come from the key's issuer, \
+             `satchel token` can only mint HS256 tokens",
+            key.display()
+        )));
+    }
     let secrets = satchel::signing::Secrets::load_or_generate(&config)?;
-    let jwt = satchel_server::auth::mint_token(&secrets, user, ttl)
+    let audience = config.jwt_audience.as_deref();
+    let jwt = satchel_server::auth::mint_token_for_audience(&secrets, user, ttl, audience)
         .context("cannot mint the token")?;
     println!("{jwt}");
     Ok(())

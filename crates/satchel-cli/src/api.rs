@@ -6,6 +6,9 @@ use serde::Deserialize;
 use std::fmt;
 use std::time::Duration;
 
+/// Where the client commands look for the server unless `SATCHEL_URL` says otherwise.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
 /// A failure the user sees as `error: <code>: <message>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -53,8 +56,13 @@ pub struct Api {
 impl Api {
     /// `base` is the server's URL without `/v1`, e.g. `http://127.0.0.1:8080`.
     pub fn new(base: &str, token: Option<&str>) -> Result<Api, ApiError> {
-        let invalid = |why: &str| ApiError::new("invalid_input", format!("SATCHEL_URL {base:?}: {why}"));
-        let base = Url::parse(base.trim()).map_err(|e| invalid(&e.to_string()))?;
+        let invalid =
+            |why: &str| ApiError::new("invalid_input", format!("SATCHEL_URL {base:?}: {why}"));
+        let base = match base.trim() {
+            "" => DEFAULT_URL,
+            given => given,
+        };
+        let base = Url::parse(base).map_err(|e| invalid(&e.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(invalid("expected an http:// or https:// URL"));
         }
@@ -66,7 +74,10 @@ impl Api {
             .user_agent(concat!("satchel-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ApiError::new("internal", format!("cannot set up HTTP: {e}")))?;
-        let token = token.map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+        let token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
         Ok(Api { http, base, token })
     }
 
@@ -116,10 +127,13 @@ impl Api {
     /// A failure below HTTP: the server could not be reached, or the exchange broke off.
     pub fn transport_error(&self, err: &reqwest::Error) -> ApiError {
         if err.is_connect() || err.is_timeout() {
-            ApiError::new(
-                "unreachable",
-                format!("cannot reach {}: {}", self.base, error_chain(err)),
-            )
+            // The innermost cause ("Connection refused") is the informative part.
+            let mut cause: &dyn std::error::Error = err;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            let base = self.base.as_str().trim_end_matches('/');
+            ApiError::new("unreachable", format!("cannot reach {base}: {cause}"))
         } else {
             ApiError::new("transfer_failed", error_chain(err))
         }
@@ -136,7 +150,9 @@ impl Api {
             ),
         };
         if status == StatusCode::UNAUTHORIZED && self.token.is_none() {
-            error.message.push_str(" (no token given: set SATCHEL_TOKEN or pass --token)");
+            error
+                .message
+                .push_str(" (no token given: set SATCHEL_TOKEN or pass --token)");
         }
         error
     }
@@ -149,7 +165,10 @@ fn describe_unexpected(status: StatusCode, body: &str) -> String {
     if snippet.is_empty() {
         format!("the server answered {} {reason}", status.as_u16())
     } else {
-        format!("the server answered {} {reason}: {snippet}", status.as_u16())
+        format!(
+            "the server answered {} {reason}: {snippet}",
+            status.as_u16()
+        )
     }
 }
 
@@ -180,7 +199,8 @@ mod tests {
             "http://127.0.0.1:8080/v1/files/abc/content"
         );
         assert_eq!(
-            api.endpoint(&["files", "a/b c"], &[("path", "/x y&z")]).as_str(),
+            api.endpoint(&["files", "a/b c"], &[("path", "/x y&z")])
+                .as_str(),
             "http://127.0.0.1:8080/v1/files/a%2Fb%20c?path=%2Fx+y%26z"
         );
         let prefixed = Api::new("https://host/satchel/", Some("t")).unwrap();
@@ -191,8 +211,22 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_base_means_the_default() {
+        let api = Api::new(" ", None).unwrap();
+        assert_eq!(
+            api.endpoint(&["workspace"], &[]).as_str(),
+            "http://127.0.0.1:8080/v1/workspace"
+        );
+    }
+
+    #[test]
     fn refuses_bases_that_are_not_http() {
-        for base in ["", "localhost:8080", "ftp://host", "http://host/?q=1"] {
+        for base in [
+            "localhost:8080",
+            "ftp://host",
+            "http://host/?q=1",
+            "http://",
+        ] {
             let err = Api::new(base, None).err().expect(base);
             assert_eq!(err.code, "invalid_input", "{base}");
         }

@@ -37,8 +37,15 @@ struct FileView {
 
 fn file_view(value: &Value) -> anyhow::Result<FileView> {
     Ok(FileView::deserialize(value).map_err(|e| {
-        ApiError::new("invalid_response", format!("unexpected file description: {e}"))
+        ApiError::new(
+            "invalid_response",
+            format!("unexpected file description: {e}"),
+        )
     })?)
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new("invalid_input", message)
 }
 
 fn print_json(value: &Value) -> anyhow::Result<()> {
@@ -72,7 +79,10 @@ fn progress_bar(total: Option<u64>, verb: &str) -> ProgressBar {
             ProgressBar::new(len),
             "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
         ),
-        None => (ProgressBar::new_spinner(), "{msg} {spinner} {bytes} {bytes_per_sec}"),
+        None => (
+            ProgressBar::new_spinner(),
+            "{msg} {spinner} {bytes} {bytes_per_sec}",
+        ),
     };
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
@@ -144,13 +154,16 @@ impl Client {
             .await
             .with_context(|| format!("cannot read {}", req.file.display()))?;
         if !meta.is_file() {
-            bail!("{} is not a regular file", req.file.display());
+            bail!(invalid(format!(
+                "{} is not a regular file",
+                req.file.display()
+            )));
         }
         let filename = req
             .file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .with_context(|| format!("{} has no file name", req.file.display()))?;
+            .ok_or_else(|| invalid(format!("{} has no file name", req.file.display())))?;
         let metadata = match &req.metadata {
             Some(raw) => Some(compact_metadata(raw)?),
             None => None,
@@ -216,7 +229,10 @@ impl Client {
         let out = out.filter(|o| o.as_os_str() != "-");
         if let Some(o) = out {
             if o.is_dir() {
-                bail!("{} is a directory: give a file name to -o", o.display());
+                bail!(invalid(format!(
+                    "{} is a directory: give a file name to -o",
+                    o.display()
+                )));
             }
         }
         let url = match (id, path) {
@@ -228,7 +244,7 @@ impl Client {
                 }
                 self.api.endpoint(&["files", "by-path", "content"], &query)
             }
-            (None, None) => bail!("give a file id or --path"),
+            (None, None) => bail!(invalid("give a file id or --path".into())),
         };
         let response = self.api.send(self.api.request(Method::GET, url)).await?;
         let expected = response
@@ -243,13 +259,17 @@ impl Client {
         let (written, checksum) = match out {
             Some(out) => {
                 let bar = progress_bar(total, "downloading");
-                let result = self.download_to_file(bytes, out, expected.as_deref(), &bar).await;
+                let result = self
+                    .download_to_file(bytes, out, expected.as_deref(), &bar)
+                    .await;
                 bar.finish_and_clear();
                 result?
             }
             None => {
                 let mut stdout = tokio::io::stdout();
-                let copied = self.copy_verified(bytes, &mut stdout, &ProgressBar::hidden()).await?;
+                let copied = self
+                    .copy_verified(bytes, &mut stdout, &ProgressBar::hidden())
+                    .await?;
                 check_sum(expected.as_deref(), &copied.1)?;
                 copied
             }
@@ -286,7 +306,7 @@ impl Client {
         };
         let base = out
             .file_name()
-            .with_context(|| format!("{} does not name a file", out.display()))?;
+            .ok_or_else(|| invalid(format!("{} does not name a file", out.display())))?;
         let mut builder = tempfile::Builder::new();
         let prefix = format!(".{}.", base.to_string_lossy());
         builder.prefix(&prefix).suffix(".part");
@@ -332,7 +352,9 @@ impl Client {
         while let Some(chunk) = bytes.next().await {
             let chunk = chunk.map_err(|e| self.api.transport_error(&e))?;
             hasher.update(&chunk);
-            sink.write_all(&chunk).await.context("cannot write the content")?;
+            sink.write_all(&chunk)
+                .await
+                .context("cannot write the content")?;
             written += chunk.len() as u64;
             bar.inc(chunk.len() as u64);
         }
@@ -371,10 +393,16 @@ impl Client {
             let mut page = self.api.json(self.api.request(Method::GET, url)).await?;
             let batch = match page.get_mut("files").map(Value::take) {
                 Some(Value::Array(batch)) => batch,
-                _ => bail!(ApiError::new("invalid_response", "the listing has no `files` array")),
+                _ => bail!(ApiError::new(
+                    "invalid_response",
+                    "the listing has no `files` array"
+                )),
             };
             files.extend(batch);
-            has_more = page.get("has_more").and_then(Value::as_bool).unwrap_or(false);
+            has_more = page
+                .get("has_more")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             cursor = page
                 .get("next_cursor")
                 .and_then(Value::as_str)
@@ -392,7 +420,10 @@ impl Client {
                 "next_cursor": if has_more { cursor } else { None },
             }));
         }
-        let rows = files.iter().map(file_view).collect::<anyhow::Result<Vec<_>>>()?;
+        let rows = files
+            .iter()
+            .map(file_view)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         print!("{}", file_table(&rows));
         if has_more {
             eprintln!("(more files: raise --limit to see them)");
@@ -463,13 +494,20 @@ impl Client {
                 ApiError::new("invalid_response", format!("the workspace has no `{key}`"))
             })
         };
-        let (used, limit, count) = (number("used_bytes")?, number("limit_bytes")?, number("file_count")?);
+        let (used, limit, count) = (
+            number("used_bytes")?,
+            number("limit_bytes")?,
+            number("file_count")?,
+        );
         println!("used:  {} ({used} bytes)", human_bytes(used));
         if limit == 0 {
             println!("limit: unlimited");
         } else {
             let percent = used as f64 * 100.0 / limit as f64;
-            println!("limit: {} ({limit} bytes, {percent:.1}% used)", human_bytes(limit));
+            println!(
+                "limit: {} ({limit} bytes, {percent:.1}% used)",
+                human_bytes(limit)
+            );
         }
         println!("files: {count}");
         Ok(())
@@ -480,7 +518,10 @@ impl Client {
 fn compact_metadata(raw: &str) -> anyhow::Result<String> {
     match serde_json::from_str::<Value>(raw) {
         Ok(v @ Value::Object(_)) => Ok(v.to_string()),
-        Ok(_) => bail!(ApiError::new("invalid_input", "--metadata must be a JSON object")),
+        Ok(_) => bail!(ApiError::new(
+            "invalid_input",
+            "--metadata must be a JSON object"
+        )),
         Err(e) => bail!(ApiError::new(
             "invalid_input",
             format!("--metadata is not valid JSON: {e}")
@@ -516,7 +557,12 @@ fn file_table(rows: &[FileView]) -> String {
         .chain(["MIME".len()])
         .max()
         .unwrap_or(4);
-    let id_width = rows.iter().map(|r| r.id.len()).chain(["ID".len()]).max().unwrap_or(2);
+    let id_width = rows
+        .iter()
+        .map(|r| r.id.len())
+        .chain(["ID".len()])
+        .max()
+        .unwrap_or(2);
     let mut out = format!(
         "{:<id_width$}  {:>size_width$}  {:<mime_width$}  PATH\n",
         "ID", "SIZE", "MIME"
@@ -547,7 +593,10 @@ mod tests {
         assert_eq!(compact_metadata(r#"{ "a": 1 }"#).unwrap(), r#"{"a":1}"#);
         for bad in ["[1]", "3", "{", ""] {
             let err = compact_metadata(bad).unwrap_err();
-            assert_eq!(err.downcast_ref::<ApiError>().unwrap().code, "invalid_input");
+            assert_eq!(
+                err.downcast_ref::<ApiError>().unwrap().code,
+                "invalid_input"
+            );
         }
     }
 
@@ -583,6 +632,9 @@ mod tests {
         assert!(check_sum(None, "ab").is_ok());
         assert!(check_sum(Some("ab"), "ab").is_ok());
         let err = check_sum(Some("ab"), "cd").unwrap_err();
-        assert_eq!(err.downcast_ref::<ApiError>().unwrap().code, "checksum_mismatch");
+        assert_eq!(
+            err.downcast_ref::<ApiError>().unwrap().code,
+            "checksum_mismatch"
+        );
     }
 }
