@@ -59,14 +59,15 @@ pub fn sanitize_for_storage(name: &str) -> String {
             }
         })
         .collect();
-    if out.len() > MAX_STORAGE_NAME_BYTES {
-        out = truncate_keeping_extension(&out, MAX_STORAGE_NAME_BYTES);
-    }
     if out.starts_with('.') {
         out.insert(0, '_');
     }
     if out.chars().all(|c| c == '.' || c == '_') {
         out = format!("file{out}");
+    }
+    // Last, so that nothing added above can push the name over the limit.
+    if out.len() > MAX_STORAGE_NAME_BYTES {
+        out = truncate_keeping_extension(&out, MAX_STORAGE_NAME_BYTES);
     }
     out
 }
