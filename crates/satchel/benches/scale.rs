@@ -56,10 +56,15 @@ async fn bulk_load(database_url: &str, workspace_id: uuid::Uuid, n: u64) {
         .execute(&mut c)
         .await
         .expect("bulk insert");
-        sqlx::query("ANALYZE files").execute(&mut c).await.expect("analyze");
+        sqlx::query("ANALYZE files")
+            .execute(&mut c)
+            .await
+            .expect("analyze");
     } else {
         use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(database_url).await.expect("sqlite");
+        let mut c = sqlx::SqliteConnection::connect(database_url)
+            .await
+            .expect("sqlite");
         let ws = workspace_id;
         let now_us = chrono::Utc::now().timestamp_micros();
         sqlx::query(
@@ -77,20 +82,34 @@ async fn bulk_load(database_url: &str, workspace_id: uuid::Uuid, n: u64) {
         .execute(&mut c)
         .await
         .expect("bulk insert");
-        sqlx::query("ANALYZE").execute(&mut c).await.expect("analyze");
+        sqlx::query("ANALYZE")
+            .execute(&mut c)
+            .await
+            .expect("analyze");
     }
-    println!("bulk-loaded {n} records in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "bulk-loaded {n} records in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 }
 
-async fn open(dir: &std::path::Path, database_url: Option<String>, scanner: Arc<dyn Scanner>) -> Satchel {
+async fn open(
+    dir: &std::path::Path,
+    database_url: Option<String>,
+    scanner: Arc<dyn Scanner>,
+) -> Satchel {
     let mut env = HashMap::new();
     env.insert("APP_DATA_DIR".to_string(), dir.display().to_string());
     if let Some(url) = database_url {
         env.insert("DATABASE_URL".to_string(), url);
     }
     let config = Config::from_sources(None, &env).expect("config");
-    let catalog = satchel::catalog::connect(&config.database_url).await.expect("catalog");
-    let store = satchel::storage::open_from_config(&config).await.expect("store");
+    let catalog = satchel::catalog::connect(&config.database_url)
+        .await
+        .expect("catalog");
+    let store = satchel::storage::open_from_config(&config)
+        .await
+        .expect("store");
     Satchel::from_parts(config, catalog, store, scanner)
 }
 
@@ -98,31 +117,106 @@ async fn fresh_pg(base: &str) -> String {
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(base).await.expect("pg");
     let name = format!("scale_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut c).await.expect("create db");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut c)
+        .await
+        .expect("create db");
     let server = base.rsplit_once('/').expect("db name").0;
     format!("{server}/{name}")
 }
 
 async fn queries(ws: &WorkspaceManager, n: u64) {
-    let folder = |path: &str| ListOptions { path: Some(path.into()), limit: Some(50), ..Default::default() };
-    measure("first page, whole workspace", 200, |_| async { ws.list_files(&ListOptions::default()).await.expect("list"); }).await;
-    measure("first page, folder /sessions/s7/", 200, |_| async { ws.list_files(&folder("/sessions/s7")).await.expect("list"); }).await;
-    measure("first page, folder /sessions/s7/dir3/", 200, |_| async { ws.list_files(&folder("/sessions/s7/dir3")).await.expect("list"); }).await;
-    let deep = ListOptions { path: Some("/sessions/s7".into()), limit: Some(50), offset: Some(5000), ..Default::default() };
-    measure("offset 5000 page, folder s7", 50, |_| async { ws.list_files(&deep).await.expect("list"); }).await;
+    let folder = |path: &str| ListOptions {
+        path: Some(path.into()),
+        limit: Some(50),
+        ..Default::default()
+    };
+    measure("first page, whole workspace", 200, |_| async {
+        ws.list_files(&ListOptions::default()).await.expect("list");
+    })
+    .await;
+    measure("first page, folder /sessions/s7/", 200, |_| async {
+        ws.list_files(&folder("/sessions/s7")).await.expect("list");
+    })
+    .await;
+    measure("first page, folder /sessions/s7/dir3/", 200, |_| async {
+        ws.list_files(&folder("/sessions/s7/dir3"))
+            .await
+            .expect("list");
+    })
+    .await;
+    let deep = ListOptions {
+        path: Some("/sessions/s7".into()),
+        limit: Some(50),
+        offset: Some(5000),
+        ..Default::default()
+    };
+    measure("offset 5000 page, folder s7", 50, |_| async {
+        ws.list_files(&deep).await.expect("list");
+    })
+    .await;
     // A cursor deep into the folder: walk there once, then time that page.
     let mut cursor = None;
     for _ in 0..100 {
-        let p = ws.list_files(&ListOptions { cursor: cursor.clone(), ..folder("/sessions/s7") }).await.expect("list");
+        let p = ws
+            .list_files(&ListOptions {
+                cursor: cursor.clone(),
+                ..folder("/sessions/s7")
+            })
+            .await
+            .expect("list");
         cursor = p.next_cursor;
     }
-    let at_cursor = ListOptions { cursor, ..folder("/sessions/s7") };
-    measure("cursor page (after 5000), folder s7", 200, |_| async { ws.list_files(&at_cursor).await.expect("list"); }).await;
-    measure("count, folder s7", 50, |_| async { ws.get_file_count(&folder("/sessions/s7")).await.expect("count"); }).await;
-    measure("count, whole workspace", 10, |_| async { ws.get_file_count(&ListOptions::default()).await.expect("count"); }).await;
-    let ids: Vec<_> = ws.list_files(&ListOptions { limit: Some(200), ..Default::default() }).await.expect("ids").files.iter().map(|f| f.id).collect();
-    measure("get_file_info", 200, |i| { let id = ids[i % ids.len()]; async move { ws.get_file_info(id).await.expect("info"); } }).await;
-    measure("get_file_info_by_path", 200, |i| { let p = format!("/sessions/s{}/dir{}/f{}.txt", (i as u64 + 1) % SESSIONS, (i + 1) % 7, i + 1); async move { ws.get_file_info_by_path(&p).await.expect("by path"); } }).await;
+    let at_cursor = ListOptions {
+        cursor,
+        ..folder("/sessions/s7")
+    };
+    measure("cursor page (after 5000), folder s7", 200, |_| async {
+        ws.list_files(&at_cursor).await.expect("list");
+    })
+    .await;
+    measure("count, folder s7", 50, |_| async {
+        ws.get_file_count(&folder("/sessions/s7"))
+            .await
+            .expect("count");
+    })
+    .await;
+    measure("count, whole workspace", 10, |_| async {
+        ws.get_file_count(&ListOptions::default())
+            .await
+            .expect("count");
+    })
+    .await;
+    let ids: Vec<_> = ws
+        .list_files(&ListOptions {
+            limit: Some(200),
+            ..Default::default()
+        })
+        .await
+        .expect("ids")
+        .files
+        .iter()
+        .map(|f| f.id)
+        .collect();
+    measure("get_file_info", 200, |i| {
+        let id = ids[i % ids.len()];
+        async move {
+            ws.get_file_info(id).await.expect("info");
+        }
+    })
+    .await;
+    measure("get_file_info_by_path", 200, |i| {
+        let p = format!(
+            "/sessions/s{}/dir{}/f{}.txt",
+            (i as u64 + 1) % SESSIONS,
+            (i + 1) % 7,
+            i + 1
+        );
+        async move {
+            ws.get_file_info_by_path(&p).await.expect("by path");
+        }
+    })
+    .await;
     let _ = n;
 }
 
@@ -143,7 +237,9 @@ async fn small_writes(satchel: &Satchel, label: &str) {
                     }
                     let mut body = vec![0u8; 4096];
                     body[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                    ws.write_file(body, &format!("small{i}.bin"), WriteOptions::default()).await.expect("write");
+                    ws.write_file(body, &format!("small{i}.bin"), WriteOptions::default())
+                        .await
+                        .expect("write");
                 }
             })
         })
@@ -152,17 +248,26 @@ async fn small_writes(satchel: &Satchel, label: &str) {
         w.await.expect("worker");
     }
     let took = t.elapsed();
-    println!("  small-file writes ({label}): {total} × 4 KiB, 32 writers: {:.0} files/s", total as f64 / took.as_secs_f64());
+    println!(
+        "  small-file writes ({label}): {total} × 4 KiB, 32 writers: {:.0} files/s",
+        total as f64 / took.as_secs_f64()
+    );
 }
 
 #[tokio::main]
 async fn main() {
-    let n: u64 = std::env::var("SCALE_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = std::env::var("SCALE_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let base = std::env::var("BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into());
     std::fs::create_dir_all(&base).expect("bench dir");
     let dir = tempfile::tempdir_in(&base).expect("tempdir");
     let pg = std::env::var("DATABASE_URL").ok();
-    let url = match &pg { Some(base) => Some(fresh_pg(base).await), None => None };
+    let url = match &pg {
+        Some(base) => Some(fresh_pg(base).await),
+        None => None,
+    };
     let satchel = open(dir.path(), url, Arc::new(NoScan)).await;
     println!("catalog: {}", satchel.catalog().backend());
     let ws = satchel.workspace("scale", None).await.expect("ws");
@@ -177,7 +282,10 @@ async fn main() {
             max_concurrency: 10,
         }));
         let dir2 = tempfile::tempdir_in(&base).expect("tempdir");
-        let url = match &pg { Some(base) => Some(fresh_pg(base).await), None => None };
+        let url = match &pg {
+            Some(base) => Some(fresh_pg(base).await),
+            None => None,
+        };
         let scanned = open(dir2.path(), url, scanner).await;
         small_writes(&scanned, "clamd scanning").await;
     }
