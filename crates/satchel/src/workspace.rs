@@ -511,12 +511,15 @@ impl WorkspaceManager {
         Err(CatalogError::PathExists)
     }
 
-    async fn usage_bytes(&self) -> Result<u64> {
-        Ok(self
-            .catalog()
-            .get_or_create_workspace(&self.workspace.user_id, now())
+    async fn current_workspace(&self) -> Result<Workspace> {
+        self.catalog()
+            .get_workspace(self.workspace.id)
             .await?
-            .used_bytes)
+            .ok_or_else(|| Error::not_found("workspace not found"))
+    }
+
+    async fn usage_bytes(&self) -> Result<u64> {
+        Ok(self.current_workspace().await?.used_bytes)
     }
 
     /// Reads a whole file into memory (for small files; prefer [`Self::open_file`]).
@@ -739,10 +742,7 @@ impl WorkspaceManager {
 
     /// The workspace with its usage and limit.
     pub async fn usage(&self) -> Result<Usage> {
-        let workspace = self
-            .catalog()
-            .get_or_create_workspace(&self.workspace.user_id, now())
-            .await?;
+        let workspace = self.current_workspace().await?;
         let file_count = self.catalog().live_file_count(self.workspace.id).await?;
         Ok(Usage {
             used_bytes: workspace.used_bytes,

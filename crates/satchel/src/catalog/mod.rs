@@ -150,6 +150,9 @@ pub trait Catalog: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> CatalogResult<Workspace>;
 
+    /// A workspace by id (fresh `used_bytes`).
+    async fn get_workspace(&self, workspace_id: Uuid) -> CatalogResult<Option<Workspace>>;
+
     /// Number of live files in a workspace.
     async fn live_file_count(&self, workspace_id: Uuid) -> CatalogResult<u64>;
 

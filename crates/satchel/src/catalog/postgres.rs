@@ -352,7 +352,19 @@ impl Catalog for PostgresCatalog {
         user_id: &str,
         now: DateTime<Utc>,
     ) -> CatalogResult<Workspace> {
-        // Upsert whose no-op update makes RETURNING yield the existing row on conflict.
+        // The common case is a read; only a user's first request writes.
+        let existing = sqlx::query(
+            "SELECT id, user_id, used_bytes, created_at, updated_at FROM workspaces \
+             WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = existing {
+            return workspace_from_row(&row);
+        }
+        // Upsert whose no-op update makes RETURNING yield the existing row on conflict, so
+        // concurrent first requests all get the one workspace and none gets an error.
         let row = sqlx::query(
             "INSERT INTO workspaces (id, user_id, used_bytes, created_at, updated_at) \
              VALUES ($1, $2, 0, $3, $3) \
@@ -365,6 +377,18 @@ impl Catalog for PostgresCatalog {
         .fetch_one(&self.pool)
         .await?;
         workspace_from_row(&row)
+    }
+
+    async fn get_workspace(&self, workspace_id: Uuid) -> CatalogResult<Option<Workspace>> {
+        sqlx::query(
+            "SELECT id, user_id, used_bytes, created_at, updated_at FROM workspaces WHERE id = $1",
+        )
+        .bind(workspace_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(workspace_from_row)
+        .transpose()
     }
 
     async fn live_file_count(&self, workspace_id: Uuid) -> CatalogResult<u64> {
