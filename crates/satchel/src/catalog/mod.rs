@@ -6,10 +6,12 @@
 
 mod cursor;
 mod postgres;
+mod retry;
 mod sqlite;
 
 pub use cursor::Cursor;
 pub use postgres::PostgresCatalog;
+pub use retry::RetryingCatalog;
 pub use sqlite::SqliteCatalog;
 
 use crate::domain::{FileRecord, FolderPath, VirtualPath, Workspace};
@@ -284,19 +286,19 @@ pub fn quota_error(used: i64, limit_bytes: u64) -> CatalogError {
     }
 }
 
-/// Opens the catalog named by a `database_url` and applies migrations.
+/// Opens the catalog named by a `database_url`, applies migrations, and wraps it in the
+/// retry policy of [`RetryingCatalog`].
 pub async fn connect(database_url: &str) -> CatalogResult<std::sync::Arc<dyn Catalog>> {
-    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(
-            PostgresCatalog::connect(database_url).await?,
-        ))
+    let inner: std::sync::Arc<dyn Catalog> = if database_url.starts_with("postgres://")
+        || database_url.starts_with("postgresql://")
+    {
+        std::sync::Arc::new(PostgresCatalog::connect(database_url).await?)
     } else if database_url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(
-            SqliteCatalog::connect(database_url).await?,
-        ))
+        std::sync::Arc::new(SqliteCatalog::connect(database_url).await?)
     } else {
-        Err(CatalogError::Database(format!(
+        return Err(CatalogError::Database(format!(
             "database_url: unsupported scheme in {database_url:?} (use sqlite:// or postgres://)"
-        )))
-    }
+        )));
+    };
+    Ok(std::sync::Arc::new(RetryingCatalog::new(inner)))
 }
