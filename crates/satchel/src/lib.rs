@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod domain;
 pub mod error;
 pub mod maintenance;
+pub mod media;
 pub mod scanner;
 pub mod signing;
 

@@ -1,0 +1,192 @@
+//! What a `file` string names, decided by its scheme (matched case-insensitively).
+
+use crate::error::{Error, Result};
+use url::Url;
+use uuid::Uuid;
+
+/// A classified input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaInput<'a> {
+    /// `data:…` (the whole string).
+    DataUri(&'a str),
+    /// `http(s)://…`, parsed (odd host spellings normalised).
+    Url(Url),
+    /// `workspace://{id}` or `workspace:///path`, with the `#mime` hint if any.
+    Workspace {
+        target: WorkspaceTarget,
+        /// The reference without its fragment, as written.
+        reference: &'a str,
+        mime_hint: Option<&'a str>,
+    },
+    /// `gcs://`, `gs://` (taken as `gcs://`) or `s3://`, with the scheme lowercased.
+    Cloud(String),
+    /// Anything without a scheme: a path relative to the execution folder.
+    Local(&'a str),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkspaceTarget {
+    Id(Uuid),
+    /// Percent-decoded; session scoping is applied by the workspace manager.
+    Path(String),
+}
+
+/// The URI scheme of `raw` (RFC 3986: `ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"`),
+/// lowercased, if it has one.
+fn scheme_of(raw: &str) -> Option<String> {
+    let (scheme, _) = raw.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    let valid = first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then(|| scheme.to_ascii_lowercase())
+}
+
+pub fn classify(raw: &str) -> Result<MediaInput<'_>> {
+    if raw.is_empty() {
+        return Err(Error::invalid_input("file must not be empty"));
+    }
+    let Some(scheme) = scheme_of(raw) else {
+        return Ok(MediaInput::Local(raw));
+    };
+    let rest = &raw[scheme.len() + 1..];
+    match scheme.as_str() {
+        "data" => Ok(MediaInput::DataUri(raw)),
+        "http" | "https" => {
+            let url =
+                Url::parse(raw).map_err(|e| Error::invalid_input(format!("invalid URL: {e}")))?;
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(Error::invalid_input("the URL has no host"));
+            }
+            Ok(MediaInput::Url(url))
+        }
+        "workspace" => parse_workspace(raw, rest),
+        "gcs" | "gs" | "s3" => {
+            let path = rest
+                .strip_prefix("//")
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| {
+                    Error::invalid_input(format!("a {scheme}:// path needs a bucket and a key"))
+                })?;
+            let scheme = if scheme == "gs" { "gcs" } else { &scheme };
+            Ok(MediaInput::Cloud(format!("{scheme}://{path}")))
+        }
+        other => Err(Error::invalid_input(format!(
+            "unsupported input scheme {other:?}: use a data URI, an http(s) URL, workspace://, \
+             gcs://, gs://, s3:// or a path in the execution folder"
+        ))),
+    }
+}
+
+fn parse_workspace<'a>(raw: &'a str, rest: &'a str) -> Result<MediaInput<'a>> {
+    let body = rest.strip_prefix("//").ok_or_else(|| {
+        Error::invalid_input("a workspace reference is workspace://{file_id} or workspace:///path")
+    })?;
+    let (target, hint) = match body.rsplit_once('#') {
+        Some((t, h)) => (t, Some(h.trim()).filter(|h| !h.is_empty())),
+        None => (body, None),
+    };
+    let reference = &raw[..raw.len() - body.len() + target.len()];
+    let target = if target.starts_with('/') {
+        let path = percent_encoding::percent_decode_str(target)
+            .decode_utf8()
+            .map_err(|_| Error::invalid_path("the workspace path is not UTF-8 once decoded"))?;
+        WorkspaceTarget::Path(path.into_owned())
+    } else {
+        let id = Uuid::parse_str(target).map_err(|_| {
+            Error::invalid_input(format!(
+                "workspace://{target} is neither a file id (UUID) nor an absolute path"
+            ))
+        })?;
+        WorkspaceTarget::Id(id)
+    };
+    Ok(MediaInput::Workspace {
+        target,
+        reference,
+        mime_hint: hint,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+
+    #[test]
+    fn classifies_by_scheme_in_any_case() {
+        assert!(matches!(classify("DaTa:,x"), Ok(MediaInput::DataUri(_))));
+        assert!(matches!(
+            classify("HTTPS://example.com/a.png"),
+            Ok(MediaInput::Url(_))
+        ));
+        assert_eq!(
+            classify("GS://bucket/key").unwrap(),
+            MediaInput::Cloud("gcs://bucket/key".into())
+        );
+        assert_eq!(
+            classify("s3://b/k").unwrap(),
+            MediaInput::Cloud("s3://b/k".into())
+        );
+        assert_eq!(classify("a/b.png").unwrap(), MediaInput::Local("a/b.png"));
+        assert_eq!(
+            classify("report 10:30.txt").unwrap(),
+            MediaInput::Local("report 10:30.txt")
+        );
+        assert_eq!(classify("../x").unwrap(), MediaInput::Local("../x"));
+    }
+
+    #[test]
+    fn workspace_references() {
+        let id = Uuid::new_v4();
+        let raw = format!("WORKSPACE://{id}#image/png");
+        assert_eq!(
+            classify(&raw).unwrap(),
+            MediaInput::Workspace {
+                target: WorkspaceTarget::Id(id),
+                reference: &raw[..raw.len() - "#image/png".len()],
+                mime_hint: Some("image/png"),
+            }
+        );
+        let raw = "workspace:///docs/a%23b%20c.txt#text/plain";
+        assert_eq!(
+            classify(raw).unwrap(),
+            MediaInput::Workspace {
+                target: WorkspaceTarget::Path("/docs/a#b c.txt".into()),
+                reference: "workspace:///docs/a%23b%20c.txt",
+                mime_hint: Some("text/plain"),
+            }
+        );
+        for bad in ["workspace://", "workspace://not-a-uuid", "workspace:x"] {
+            assert_eq!(
+                classify(bad).unwrap_err().code,
+                ErrorCode::InvalidInput,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            classify("workspace:///%FF").unwrap_err().code,
+            ErrorCode::InvalidPath
+        );
+    }
+
+    #[test]
+    fn other_schemes_are_refused() {
+        for bad in [
+            "file:///etc/passwd",
+            "FILE:///etc/passwd",
+            "ftp://x",
+            "gopher://x",
+            "javascript:alert(1)",
+            "local://ws/file/name",
+            "http://",
+            "gcs://",
+            "",
+        ] {
+            assert_eq!(
+                classify(bad).unwrap_err().code,
+                ErrorCode::InvalidInput,
+                "{bad}"
+            );
+        }
+    }
+}
