@@ -268,3 +268,60 @@ mod tests {
         assert_eq!(err.code, ErrorCode::InvalidDataUri);
     }
 }
+
+/// Properties of the decoder: no input panics, whatever decodes within the bound, and every
+/// well-formed encoding of any bytes decodes back to them (base64 and percent forms alike).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use base64::Engine;
+    use futures::TryStreamExt;
+    use proptest::prelude::*;
+
+    fn decode_blocking(raw: &str) -> Result<(String, Vec<u8>, u64)> {
+        let uri = DataUri::parse(raw)?;
+        let bound = uri.decoded_len_bound();
+        let mime = uri.mime.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let chunks: Vec<Bytes> = rt.block_on(uri.into_stream().try_collect())?;
+        Ok((mime, chunks.concat(), bound))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_input_never_panics_and_respects_the_bound(raw in "(?i:data:)[a-z/;=+,%0-9A-Za-z]{0,60}") {
+            if let Ok((_, bytes, bound)) = decode_blocking(&raw) {
+                prop_assert!(bytes.len() as u64 <= bound);
+            }
+        }
+
+        #[test]
+        fn base64_round_trips(bytes in prop::collection::vec(any::<u8>(), 0..3000), mime in "[a-z]{1,8}/[a-z0-9.+-]{1,12}") {
+            let raw = format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(&bytes));
+            let (got_mime, got, bound) = decode_blocking(&raw).unwrap();
+            prop_assert_eq!(got_mime, mime);
+            prop_assert_eq!(&got, &bytes);
+            prop_assert!(got.len() as u64 <= bound);
+        }
+
+        #[test]
+        fn percent_form_round_trips(bytes in prop::collection::vec(any::<u8>(), 0..500)) {
+            let encoded: String = bytes.iter().map(|b| format!("%{b:02X}")).collect();
+            let (_, got, _) = decode_blocking(&format!("data:application/octet-stream,{encoded}")).unwrap();
+            prop_assert_eq!(got, bytes);
+        }
+
+        #[test]
+        fn corrupted_base64_is_refused_not_misread(bytes in prop::collection::vec(any::<u8>(), 1..300), at in any::<prop::sample::Index>(), bad in "[!*@#$^&()\\[\\]{}<>?~`|]") {
+            let mut text = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            let i = at.index(text.len());
+            text.replace_range(i..i + 1, &bad);
+            let err = decode_blocking(&format!("data:;base64,{text}")).unwrap_err();
+            prop_assert_eq!(err.code, ErrorCode::InvalidDataUri);
+        }
+    }
+}

@@ -190,3 +190,58 @@ mod tests {
         }
     }
 }
+
+/// Properties of the classifier: no input panics; `workspace://` ids and paths survive
+/// percent-encoding; cloud schemes are normalised and nothing else is taken as cloud.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn never_panics(raw in "(?i:(workspace|gcs|gs|s3|data|https?|file|ftp)(:|://|:///))?.{0,60}") {
+            let _ = classify(&raw);
+        }
+
+        #[test]
+        fn workspace_ids_round_trip(id in any::<u128>(), hint in prop::option::of("[a-z]{1,6}/[a-z]{1,6}")) {
+            let id = Uuid::from_u128(id);
+            let raw = match &hint { Some(h) => format!("WorkSpace://{id}#{h}"), None => format!("workspace://{id}") };
+            match classify(&raw).unwrap() {
+                MediaInput::Workspace { target, mime_hint, .. } => {
+                    prop_assert_eq!(target, WorkspaceTarget::Id(id));
+                    prop_assert_eq!(mime_hint, hint.as_deref());
+                }
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+
+        #[test]
+        fn workspace_paths_are_percent_decoded(segments in prop::collection::vec("[a-zA-Z0-9 #%é_.-]{1,10}", 1..4)) {
+            let path = format!("/{}", segments.join("/"));
+            let encoded: String = percent_encoding::utf8_percent_encode(&path, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
+                .replace("%2F", "/");
+            match classify(&format!("workspace://{encoded}#text/plain")) {
+                Ok(MediaInput::Workspace { target: WorkspaceTarget::Path(p), mime_hint, .. }) => {
+                    prop_assert_eq!(p, path);
+                    prop_assert_eq!(mime_hint, Some("text/plain"));
+                }
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+
+        #[test]
+        fn cloud_schemes_are_normalised(scheme in "(gcs|GCS|gCs|gs|GS|gS|s3|S3)", key in "[a-z0-9/_.-]{1,30}") {
+            match classify(&format!("{scheme}://bucket/{key}")).unwrap() {
+                MediaInput::Cloud(s) => {
+                    prop_assert!(s.starts_with("gcs://bucket/") || s.starts_with("s3://bucket/"), "{}", s);
+                }
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+}
