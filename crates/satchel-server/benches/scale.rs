@@ -1,9 +1,10 @@
 //! Scale benchmark (not a test): a workspace of `SCALE_FILES` (default 1,000,000) bulk-loaded
-//! records, then p50/p99 of the library's listing, count and lookup calls; and small-file write
+//! records, then p50/p99 of listing, count and lookup calls, measured at the library and at the
+//! HTTP layer (the real router served on 127.0.0.1, a real HTTP client); and small-file write
 //! throughput (4 KiB files, 32 concurrent writers) with scanning on if `CLAMD_ADDR` is set.
 //!
-//!   cargo bench -p satchel --bench scale                              # SQLite
-//!   DATABASE_URL=postgres://… cargo bench -p satchel --bench scale    # PostgreSQL (fresh db)
+//!   cargo bench -p satchel-server --bench scale                              # SQLite
+//!   DATABASE_URL=postgres://… cargo bench -p satchel-server --bench scale    # PostgreSQL
 
 use satchel::scanner::{ClamdAddress, ClamdConfig, ClamdScanner, NoScan, Scanner};
 use satchel::{Config, ListOptions, Satchel, WorkspaceManager, WriteOptions};
@@ -21,7 +22,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn measure<F, Fut>(name: &str, runs: usize, mut f: F)
 where
     F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future,
 {
     let mut times = Vec::with_capacity(runs);
     for i in 0..runs {
@@ -220,6 +221,73 @@ async fn queries(ws: &WorkspaceManager, n: u64) {
     let _ = n;
 }
 
+/// The same questions over HTTP, against the real router served on 127.0.0.1.
+async fn http_queries(satchel: &Satchel) {
+    let app = satchel_server::App::new(satchel.clone())
+        .await
+        .expect("app");
+    let token = satchel_server::auth::mint_token(app.secrets(), "scale", Duration::from_secs(3600))
+        .expect("token");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(satchel_server::serve(app, listener, std::future::pending()));
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let (client, token, base) = (client.clone(), token.clone(), base.clone());
+        async move {
+            let r = client
+                .get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request");
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+            r.json::<serde_json::Value>().await.expect("json")
+        }
+    };
+    let get = &get;
+    measure("GET first page, whole workspace", 200, |_| {
+        get("/v1/files?limit=50".into())
+    })
+    .await;
+    measure("GET first page, folder s7", 200, |_| {
+        get("/v1/files?path=/sessions/s7&limit=50".into())
+    })
+    .await;
+    measure("GET offset 5000 page, folder s7", 50, |_| {
+        get("/v1/files?path=/sessions/s7&limit=50&offset=5000".into())
+    })
+    .await;
+    let mut cursor = String::new();
+    for _ in 0..100 {
+        let page = get(format!("/v1/files?path=/sessions/s7&limit=50{cursor}")).await;
+        cursor = format!("&cursor={}", page["next_cursor"].as_str().expect("cursor"));
+    }
+    let cursor = &cursor;
+    measure("GET cursor page (after 5000), s7", 200, |_| {
+        get(format!("/v1/files?path=/sessions/s7&limit=50{cursor}"))
+    })
+    .await;
+    measure("GET count, folder s7", 50, |_| {
+        get("/v1/files/count?path=/sessions/s7".into())
+    })
+    .await;
+    let page = get("/v1/files?limit=200".into()).await;
+    let ids: Vec<String> = page["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|f| f["id"].as_str().map(str::to_owned))
+        .collect();
+    let ids = &ids;
+    measure("GET /v1/files/{id}", 200, |i| {
+        get(format!("/v1/files/{}", ids[i % ids.len()]))
+    })
+    .await;
+}
+
 async fn small_writes(satchel: &Satchel, label: &str) {
     let ws = satchel.workspace("writer", None).await.expect("ws");
     let total = 2000usize;
@@ -272,7 +340,10 @@ async fn main() {
     println!("catalog: {}", satchel.catalog().backend());
     let ws = satchel.workspace("scale", None).await.expect("ws");
     bulk_load(&satchel.config().database_url, ws.workspace_id(), n).await;
+    println!("library:");
     queries(&ws, n).await;
+    println!("HTTP layer:");
+    http_queries(&satchel).await;
 
     small_writes(&satchel, "no scan").await;
     if let Ok(addr) = std::env::var("CLAMD_ADDR") {
