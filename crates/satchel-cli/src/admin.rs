@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use satchel::maintenance;
+use satchel::media::{ExecutionContext, ReturnFormat};
 use satchel::{Config, Satchel};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -48,6 +50,33 @@ pub async fn gc(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()>
     } else {
         println!("{report}");
     }
+    Ok(())
+}
+
+/// `media store`: `store_media_file` on the configured database and storage; prints the bare
+/// result (a name in the execution folder, a data URI or a workspace:// reference).
+pub async fn media_store(
+    config: Config,
+    input: &str,
+    context: &ExecutionContext,
+    format: ReturnFormat,
+) -> anyhow::Result<()> {
+    // Refuse a bad execution id before connecting anything.
+    satchel::media::check_exec_id(&context.graph_exec_id)?;
+    let satchel = Satchel::open(config).await?;
+    let result = satchel::media::store_media_file(&satchel, input, context, format).await?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{result}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write the result to stdout")?;
+    Ok(())
+}
+
+/// `media clean`: removes the execution folder (a missing one is fine).
+pub async fn media_clean(config: Config, exec_id: &str) -> anyhow::Result<()> {
+    satchel::media::check_exec_id(exec_id)?;
+    let satchel = Satchel::open(config).await?;
+    satchel::media::clean_exec_files(&satchel, exec_id).await?;
     Ok(())
 }
 

@@ -75,6 +75,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Turn a file reference into what a processing step needs (store_media_file), on the
+    /// configured storage directly.
+    Media {
+        #[command(subcommand)]
+        command: MediaCommand,
+    },
     /// Upload a file.
     Put {
         /// The local file to upload.
@@ -165,6 +171,66 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum MediaCommand {
+    /// Store INPUT in the execution folder `{exec_file_dir}/{exec-id}/` and print the result
+    /// in the requested format.
+    Store {
+        /// A data URI, an http(s) URL, workspace://{file_id} or workspace:///path, the
+        /// gcs://, gs:// or s3:// storage path of one of the user's files, or a path inside the
+        /// execution folder.
+        input: String,
+        /// The graph execution ([A-Za-z0-9_-]{1,128}); names the execution folder.
+        #[arg(long, value_name = "ID")]
+        exec_id: String,
+        /// The user whose workspace workspace:// and cloud inputs are read from.
+        #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        user: String,
+        /// The user's workspace id (must be the user's own); needed for workspace:// inputs
+        /// and for saving block output to the workspace.
+        #[arg(long, value_name = "UUID")]
+        workspace: Option<uuid::Uuid>,
+        /// Agent chat session: scopes workspace:///paths; with --workspace, block output is
+        /// saved to /sessions/{session}/.
+        #[arg(long)]
+        session: Option<String>,
+        /// What to print.
+        #[arg(long, value_enum)]
+        format: MediaFormat,
+    },
+    /// Remove the execution folder of an execution.
+    Clean {
+        /// The graph execution whose folder is removed.
+        #[arg(long, value_name = "ID")]
+        exec_id: String,
+    },
+}
+
+/// `satchel media store --format`.
+#[derive(Clone, Copy, ValueEnum)]
+enum MediaFormat {
+    /// The file's name relative to the execution folder.
+    #[value(name = "for_local_processing")]
+    LocalProcessing,
+    /// A data URI.
+    #[value(name = "for_external_api")]
+    ExternalApi,
+    /// workspace://{file_id}#{mime} when saved to the workspace (--workspace and --session),
+    /// else a data URI.
+    #[value(name = "for_block_output")]
+    BlockOutput,
+}
+
+impl From<MediaFormat> for satchel::media::ReturnFormat {
+    fn from(format: MediaFormat) -> Self {
+        match format {
+            MediaFormat::LocalProcessing => satchel::media::ReturnFormat::ForLocalProcessing,
+            MediaFormat::ExternalApi => satchel::media::ReturnFormat::ForExternalApi,
+            MediaFormat::BlockOutput => satchel::media::ReturnFormat::ForBlockOutput,
+        }
+    }
 }
 
 /// How the client commands reach the server.
@@ -271,6 +337,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             return Ok(admin::fsck(config, deep, repair, json).await);
         }
+        Command::Media { command } => match command {
+            MediaCommand::Store {
+                input,
+                exec_id,
+                user,
+                workspace,
+                session,
+                format,
+            } => {
+                let mut context = satchel::media::ExecutionContext::new(exec_id, user);
+                context.workspace_id = workspace;
+                context.session_id = session;
+                admin::media_store(load_config(config_path)?, &input, &context, format.into())
+                    .await?
+            }
+            MediaCommand::Clean { exec_id } => {
+                admin::media_clean(load_config(config_path)?, &exec_id).await?
+            }
+        },
         Command::Put {
             file,
             path,
@@ -405,6 +490,86 @@ mod tests {
         assert!(Cli::try_parse_from(["satchel", "get", "id", "--path", "/a"]).is_err());
         assert!(Cli::try_parse_from(["satchel", "get", "id", "-o", "out"]).is_ok());
         assert!(Cli::try_parse_from(["satchel", "get", "--path", "/a", "--session", "s"]).is_ok());
+    }
+
+    #[test]
+    fn media_store_takes_the_spec_formats() {
+        for (raw, expected) in [
+            ("for_local_processing", "for_local_processing"),
+            ("for_external_api", "for_external_api"),
+            ("for_block_output", "for_block_output"),
+        ] {
+            let cli = Cli::try_parse_from([
+                "satchel",
+                "media",
+                "store",
+                "in.png",
+                "--exec-id",
+                "e",
+                "--user",
+                "u",
+                "--format",
+                raw,
+            ])
+            .unwrap();
+            match cli.command {
+                Command::Media {
+                    command: MediaCommand::Store { format, .. },
+                } => assert_eq!(
+                    satchel::media::ReturnFormat::from(format).as_str(),
+                    expected
+                ),
+                _ => panic!("expected media store"),
+            }
+        }
+        for bad in [
+            &[
+                "satchel",
+                "media",
+                "store",
+                "x",
+                "--exec-id",
+                "e",
+                "--user",
+                "u",
+            ][..],
+            &[
+                "satchel",
+                "media",
+                "store",
+                "x",
+                "--user",
+                "u",
+                "--format",
+                "for_external_api",
+            ],
+            &[
+                "satchel",
+                "media",
+                "store",
+                "x",
+                "--exec-id",
+                "e",
+                "--format",
+                "for_external_api",
+            ],
+            &[
+                "satchel",
+                "media",
+                "store",
+                "x",
+                "--exec-id",
+                "e",
+                "--user",
+                "u",
+                "--format",
+                "local",
+            ],
+            &["satchel", "media", "clean"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        assert!(Cli::try_parse_from(["satchel", "media", "clean", "--exec-id", "e"]).is_ok());
     }
 
     #[test]

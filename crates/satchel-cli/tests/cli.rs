@@ -549,6 +549,7 @@ fn scenario(server: &Server) {
 fn end_to_end_on_sqlite() {
     let server = start(None);
     scenario(&server);
+    media_scenario(&server);
 }
 
 /// The same scenario on PostgreSQL, in a database of its own, when `DATABASE_URL` is set.
@@ -567,8 +568,309 @@ fn end_to_end_on_postgres() {
     {
         let server = start(Some(url));
         scenario(&server);
+        media_scenario(&server);
     }
     runtime.block_on(drop_database(&admin_url, &database));
+}
+
+/// `satchel media …` on `data`'s configuration, with the execution folders under `exec`.
+fn media(data: &Path, database_url: Option<&str>, exec: &Path, args: &[&str]) -> Run {
+    let mut env = config_env(data, database_url);
+    env.push(("EXEC_FILE_DIR", exec.to_str().expect("utf-8 temp dir")));
+    let out = command(&env, data)
+        .arg("media")
+        .args(args)
+        .output()
+        .expect("run satchel media");
+    Run::from(out)
+}
+
+/// `media store` against a server's database and storage: workspace inputs and block output
+/// saved to the workspace, read back over HTTP (as bob, so alice's scenario is not disturbed).
+fn media_scenario(server: &Server) {
+    let exec = server.path("exec");
+    let media = |args: &[&str]| {
+        media(
+            server.data.path(),
+            server.database_url.as_deref(),
+            &exec,
+            args,
+        )
+    };
+    let bob = server.admin(&["token", "--user", "bob"]).ok().text();
+    let bob = bob.trim();
+    let csv = b"a,b\n1,2\n";
+    std::fs::write(server.path("table.csv"), csv).unwrap();
+    let csv_path = server.path("table.csv");
+    let put = server
+        .client_as(bob, &["put", csv_path.to_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    let id = str_field(&put, "id").to_owned();
+    let workspace = str_field(&put, "workspace_id").to_owned();
+    let reference = format!("workspace://{id}");
+
+    // A workspace file into the execution folder, under its name.
+    let name = media(&[
+        "store",
+        &reference,
+        "--exec-id",
+        "run-1",
+        "--user",
+        "bob",
+        "--workspace",
+        &workspace,
+        "--format",
+        "for_local_processing",
+    ])
+    .ok()
+    .text();
+    assert_eq!(name, "table.csv\n");
+    assert_eq!(std::fs::read(exec.join("run-1/table.csv")).unwrap(), csv);
+    // By path, as a data URI.
+    let uri = media(&[
+        "store",
+        "workspace:///table.csv",
+        "--exec-id",
+        "run-1",
+        "--user",
+        "bob",
+        "--workspace",
+        &workspace,
+        "--format",
+        "for_external_api",
+    ])
+    .ok()
+    .text();
+    assert_eq!(uri.trim(), "data:text/csv;base64,YSxiCjEsMgo=");
+    // Block output in a chat session: saved to the workspace, readable over HTTP.
+    let saved = media(&[
+        "store",
+        "data:text/plain;base64,aGVsbG8=",
+        "--exec-id",
+        "run-1",
+        "--user",
+        "bob",
+        "--workspace",
+        &workspace,
+        "--session",
+        "chat-7",
+        "--format",
+        "for_block_output",
+    ])
+    .ok()
+    .text();
+    let saved = saved.trim();
+    let (new_id, mime) = saved
+        .strip_prefix("workspace://")
+        .and_then(|r| r.split_once('#'))
+        .unwrap_or_else(|| panic!("not a workspace reference: {saved}"));
+    assert_eq!(mime, "text/plain");
+    let info = server.client_as(bob, &["get", new_id]).ok();
+    assert_eq!(info.stdout, b"hello");
+    let listed = server
+        .client_as(bob, &["ls", "--session", "chat-7", "--json"])
+        .ok()
+        .text();
+    assert!(listed.contains(new_id), "{listed}");
+    // A workspace input given back as is.
+    let same = media(&[
+        "store",
+        &reference,
+        "--exec-id",
+        "run-1",
+        "--user",
+        "bob",
+        "--workspace",
+        &workspace,
+        "--session",
+        "chat-7",
+        "--format",
+        "for_block_output",
+    ])
+    .ok()
+    .text();
+    assert_eq!(same.trim(), format!("{reference}#text/csv"));
+
+    // Someone else's workspace is not found.
+    media(&[
+        "store",
+        &reference,
+        "--exec-id",
+        "run-2",
+        "--user",
+        "alice",
+        "--workspace",
+        &workspace,
+        "--format",
+        "for_local_processing",
+    ])
+    .fails_with("not_found");
+    assert!(!exec.join("run-2").join("table.csv").exists());
+
+    media(&["clean", "--exec-id", "run-1"]).ok();
+    assert!(!exec.join("run-1").exists());
+}
+
+#[test]
+fn media_store_and_clean() {
+    let data = tempfile::tempdir().unwrap();
+    let exec = data.path().join("exec");
+    let media = |args: &[&str]| media(data.path(), None, &exec, args);
+    let hello = "data:text/plain;base64,aGVsbG8=";
+
+    // for_local_processing: the bare name of a file under EXEC_FILE_DIR/e1/.
+    let run = media(&[
+        "store",
+        hello,
+        "--exec-id",
+        "e1",
+        "--user",
+        "alice",
+        "--format",
+        "for_local_processing",
+    ])
+    .ok();
+    let name = run.text();
+    let name = name.strip_suffix('\n').expect("one line");
+    assert!(name.ends_with(".txt") && !name.contains('/'), "{name:?}");
+    assert_eq!(std::fs::read(exec.join("e1").join(name)).unwrap(), b"hello");
+    // for_external_api: the data URI.
+    let run = media(&[
+        "store",
+        hello,
+        "--exec-id",
+        "e1",
+        "--user",
+        "alice",
+        "--format",
+        "for_external_api",
+    ])
+    .ok();
+    assert_eq!(run.text(), format!("{hello}\n"));
+    // A path already in the folder.
+    let run = media(&[
+        "store",
+        name,
+        "--exec-id",
+        "e1",
+        "--user",
+        "alice",
+        "--format",
+        "for_external_api",
+    ])
+    .ok();
+    assert_eq!(run.text(), format!("{hello}\n"));
+    // for_block_output of a graph run (no workspace): the data URI.
+    let run = media(&[
+        "store",
+        hello,
+        "--exec-id",
+        "e1",
+        "--user",
+        "alice",
+        "--session",
+        "s1",
+        "--format",
+        "for_block_output",
+    ])
+    .ok();
+    assert_eq!(run.text(), format!("{hello}\n"));
+
+    // clean removes the folder; cleaning again is fine.
+    let run = media(&["clean", "--exec-id", "e1"]).ok();
+    assert!(run.stdout.is_empty());
+    assert!(!exec.join("e1").exists());
+    media(&["clean", "--exec-id", "e1"]).ok();
+
+    // Refused: ids that escape the root, other schemes, bad input, missing local files,
+    // workspace inputs without (or with a foreign) workspace.
+    let escape = media(&[
+        "store",
+        hello,
+        "--exec-id",
+        "../x",
+        "--user",
+        "alice",
+        "--format",
+        "for_local_processing",
+    ])
+    .fails_with("invalid_input");
+    assert!(escape.stdout.is_empty());
+    media(&["clean", "--exec-id", "../x"]).fails_with("invalid_input");
+    media(&["clean", "--exec-id", ".."]).fails_with("invalid_input");
+    assert!(!data.path().join("x").exists());
+    assert!(data.path().exists() && exec.parent() == Some(data.path()));
+    for (input, code) in [
+        ("file:///etc/passwd", "invalid_input"),
+        ("data:text/plain;base64,@@@", "invalid_data_uri"),
+        ("missing.png", "not_found"),
+        ("../../etc/passwd", "invalid_path"),
+        ("http://127.0.0.1:9/x", "url_not_allowed"),
+        ("workspace:///a.txt", "invalid_input"),
+    ] {
+        media(&[
+            "store",
+            input,
+            "--exec-id",
+            "e2",
+            "--user",
+            "alice",
+            "--format",
+            "for_local_processing",
+        ])
+        .fails_with(code);
+    }
+    media(&[
+        "store",
+        "workspace:///a.txt",
+        "--exec-id",
+        "e2",
+        "--user",
+        "alice",
+        "--workspace",
+        "00000000-0000-4000-8000-000000000000",
+        "--format",
+        "for_local_processing",
+    ])
+    .fails_with("not_found");
+    // Command-line mistakes: clap's usage error, nothing on stdout.
+    for args in [
+        &[
+            "store",
+            hello,
+            "--exec-id",
+            "e2",
+            "--user",
+            "alice",
+            "--format",
+            "nope",
+        ][..],
+        &[
+            "store",
+            hello,
+            "--exec-id",
+            "e2",
+            "--format",
+            "for_external_api",
+        ],
+        &[
+            "store",
+            hello,
+            "--exec-id",
+            "e2",
+            "--user",
+            "alice",
+            "--workspace",
+            "no",
+            "--format",
+            "for_external_api",
+        ],
+    ] {
+        let run = media(args);
+        assert_ne!(run.code, Some(0), "{args:?}");
+        assert!(run.stdout.is_empty());
+    }
 }
 
 async fn create_database(admin_url: &str, name: &str) -> String {

@@ -4,6 +4,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use satchel::domain::FileRecord;
 use satchel::{FilePage, Usage};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -236,4 +237,57 @@ pub struct UploadParams {
     pub mime_type: Option<String>,
     /// A JSON object (at most 16 KiB); a multipart `metadata` part may be used instead.
     pub metadata: Option<String>,
+}
+
+/// What `POST /v1/media` answers: `for_local_processing` → the file's name relative to the
+/// execution folder; `for_external_api` → a data URI; `for_block_output` → with `session_id`,
+/// `workspace://{file_id}#{mime}` (saved to `/sessions/{session_id}/`, a `workspace://` input is
+/// answered as is), else the data URI.
+// Documentation only: the field is parsed with `satchel::media::ReturnFormat::parse`.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum MediaReturnFormat {
+    /// The file's name relative to the execution folder, e.g. `image.png`.
+    ForLocalProcessing,
+    /// `data:{mime};base64,{…}`.
+    ForExternalApi,
+    /// With `session_id`: saved to `/sessions/{session_id}/` in the caller's workspace, answered
+    /// as `workspace://{file_id}#{mime}` (a `workspace://` input is answered as is). Without:
+    /// the data URI.
+    ForBlockOutput,
+}
+
+/// `POST /v1/media` body.
+// The strings are borrowed from the request body when they contain no JSON escapes, so a large
+// data URI is not copied.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MediaRequest<'a> {
+    /// A data URI, an http(s) URL, `workspace://{file_id}` or `workspace:///path` (optional
+    /// `#mime`), the `gcs://`/`gs://`/`s3://` storage path of one of the caller's files, or a
+    /// path inside the execution folder.
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub file: Cow<'a, str>,
+    /// The graph execution: names the execution folder; `[A-Za-z0-9_-]{1,128}`.
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub graph_exec_id: Cow<'a, str>,
+    #[serde(borrow)]
+    #[schema(value_type = MediaReturnFormat)]
+    pub return_format: Cow<'a, str>,
+    /// The agent chat session: scopes `workspace:///paths` and is where `for_block_output`
+    /// saves; `[A-Za-z0-9_-]{1,128}`.
+    #[serde(default, borrow)]
+    #[schema(value_type = Option<String>)]
+    pub session_id: Option<Cow<'a, str>>,
+}
+
+/// `POST /v1/media` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MediaResult {
+    /// A name in the execution folder, a data URI or a `workspace://` reference, by
+    /// `return_format`.
+    pub result: String,
 }

@@ -1,6 +1,6 @@
 //! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` annotations.
 
-use crate::api::{files, links, service, upload};
+use crate::api::{files, links, media, service, upload};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -67,6 +67,7 @@ impl Modify for BearerAuth {
         files::delete_session,
         links::create_download_url,
         links::signed_download,
+        media::store_media,
     ),
     components(schemas(crate::error::ErrorBody, crate::dto::TrashedFileInfo)),
     modifiers(&BearerAuth),
@@ -75,6 +76,7 @@ impl Modify for BearerAuth {
         (name = "content", description = "Download content, directly or through signed links"),
         (name = "trash", description = "Deleted files and restore"),
         (name = "workspace", description = "The caller's workspace"),
+        (name = "media", description = "store_media_file: file references turned into what a processing step needs"),
         (name = "service", description = "Health, readiness, metrics, this document"),
     ),
 )]

@@ -1,9 +1,10 @@
 //! The routes. [`endpoints`] is the single list the router is built from and that the OpenAPI
-//! test checks the document against; a new route (e.g. `POST /v1/media`) is one entry here plus
-//! its handler in [`crate::openapi`].
+//! test checks the document against; a new route is one entry here plus its handler in
+//! [`crate::openapi`].
 
 pub mod files;
 pub mod links;
+pub mod media;
 pub mod service;
 pub mod upload;
 
@@ -91,6 +92,15 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/v1/download/{token}",
             &["GET", "HEAD"],
             get(links::signed_download),
+        ),
+        endpoint(
+            "/v1/media",
+            &["POST"],
+            // The body limit depends on `max_file_size_mb`: the handler enforces it.
+            post(media::store_media.layer((
+                DefaultBodyLimit::disable(),
+                axum::middleware::from_fn(drain::drain_on_error),
+            ))),
         ),
     ]
 }
