@@ -1,4 +1,5 @@
-//! The WorkspaceManager behaviour suite: every test body runs on SQLite and on PostgreSQL.
+//! The WorkspaceManager behaviour suite: every test body runs on SQLite and on PostgreSQL, and
+//! selected bodies also on GCS and S3 (`on_cloud_stores!`, SQLite catalog).
 
 mod common;
 
@@ -64,7 +65,7 @@ async fn write_read_round_trip(backend: Backend) {
     assert!(f.metadata.is_empty());
     assert!(f
         .storage_path
-        .starts_with(&format!("local://{}/{}/", w.workspace_id(), f.id)));
+        .starts_with(&env.satchel.store().storage_path(w.workspace_id(), f.id, "")));
     assert_eq!(
         &w.read_file("/hello.txt").await.unwrap()[..],
         b"hello world"
@@ -112,7 +113,7 @@ async fn write_read_round_trip(backend: Backend) {
     assert_eq!(f3.size_bytes, 0);
     assert_eq!(f3.checksum, sha256(b""));
     assert_eq!(w.read_file_by_id(f3.id).await.unwrap().len(), 0);
-    assert!(env.staged_files().is_empty());
+    assert_eq!(env.staged_uploads().await, 0);
 }
 
 async fn conflicts_overwrite_and_rename(backend: Backend) {
@@ -139,7 +140,7 @@ async fn conflicts_overwrite_and_rename(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::PathExists);
-    assert_eq!(env.blob_files().len(), 1, "a refused write keeps no blob");
+    assert_eq!(env.blob_count().await, 1, "a refused write keeps no blob");
 
     tokio::time::sleep(Duration::from_millis(5)).await;
     let second = w
@@ -285,14 +286,14 @@ async fn preconditions_and_checksums(backend: Backend) {
         ..Default::default()
     };
     w.write_file(&b"data"[..], "c1", good).await.unwrap();
-    let blobs = env.blob_files().len();
+    let blobs = env.blob_count().await;
     let bad = WriteOptions {
         expected_sha256: Some(sha256(b"other")),
         ..Default::default()
     };
     let e = w.write_file(&b"data"[..], "c2", bad).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::ChecksumMismatch);
-    assert_eq!(env.blob_files().len(), blobs);
+    assert_eq!(env.blob_count().await, blobs);
     assert!(w.get_file_info_by_path("/c2").await.is_err());
     let malformed = WriteOptions {
         expected_sha256: Some("xyz".into()),
@@ -305,7 +306,7 @@ async fn preconditions_and_checksums(backend: Backend) {
             .code,
         ErrorCode::InvalidInput
     );
-    assert!(env.staged_files().is_empty());
+    assert_eq!(env.staged_uploads().await, 0);
 }
 
 async fn size_cap(backend: Backend) {
@@ -337,8 +338,8 @@ async fn size_cap(backend: Backend) {
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::FileTooLarge);
     assert!(read.load(std::sync::atomic::Ordering::SeqCst) <= MIB + 64 * 1024);
-    assert_eq!(env.blob_files().len(), 1);
-    assert!(env.staged_files().is_empty());
+    assert_eq!(env.blob_count().await, 1);
+    assert_eq!(env.staged_uploads().await, 0);
     assert_eq!(w.get_file_count(&ListOptions::default()).await.unwrap(), 1);
 }
 
@@ -381,7 +382,7 @@ async fn quota(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::QuotaExceeded);
-    assert_eq!(env.blob_files().len(), 2);
+    assert_eq!(env.blob_count().await, 2);
     // Overwrite counts only the difference: same size passes, smaller frees space.
     w.write_file(vec![2u8; half], "a", overwrite())
         .await
@@ -605,7 +606,7 @@ async fn delete_and_restore(backend: Backend) {
         .await
         .unwrap()
         .file;
-    assert_eq!(env.blob_files().len(), 2);
+    assert_eq!(env.blob_count().await, 2);
     assert_eq!(
         w.restore_file(f.id, None).await.unwrap_err().code,
         ErrorCode::PathExists
@@ -837,7 +838,7 @@ async fn bad_input_corpus(backend: Backend) {
             "stray file {p:?}"
         );
     }
-    assert_eq!(env.blob_files().len(), 3);
+    assert_eq!(env.blob_count().await, 3);
 }
 
 async fn race_workspace_creation(backend: Backend) {
@@ -884,18 +885,18 @@ async fn race_creates_of_one_path(backend: Backend) {
     }
     assert_eq!(ok, 1);
     settle(&env, 1).await;
-    assert!(env.staged_files().is_empty());
+    assert_eq!(env.staged_uploads().await, 0);
 }
 
 /// Waits briefly for blob deletions of refused writes, then checks the blob count.
 async fn settle(env: &TestEnv, expected: usize) {
     for _ in 0..50 {
-        if env.blob_files().len() == expected {
+        if env.blob_count().await == expected {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(env.blob_files().len(), expected);
+    assert_eq!(env.blob_count().await, expected);
 }
 
 async fn race_overwrites_of_one_path(backend: Backend) {
@@ -941,7 +942,7 @@ async fn race_overwrites_of_one_path(backend: Backend) {
         .unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.records_checked, 32);
-    assert_eq!(env.blob_files().len(), 32);
+    assert_eq!(env.blob_count().await, 32);
     assert_eq!(w.usage().await.unwrap().used_bytes, live[0].size_bytes);
 }
 
@@ -999,19 +1000,20 @@ async fn cancelled_write_leaves_nothing(backend: Backend) {
     }
     // The upload is mid-stream: a staged file exists.
     for _ in 0..100 {
-        if !env.staged_files().is_empty() {
+        if env.staged_uploads().await > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(env.staged_files().len(), 1);
+    assert_eq!(env.staged_uploads().await, 1);
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
-    assert!(
-        env.staged_files().is_empty(),
+    assert_eq!(
+        env.staged_uploads().await,
+        0,
         "the drop guard removed the staged file"
     );
-    assert!(env.blob_files().is_empty());
+    assert_eq!(env.blob_count().await, 0);
     assert!(w.get_file_info_by_path("/cancel.bin").await.is_err());
 
     // A source that fails mid-stream (client gone) is the same.
@@ -1027,8 +1029,8 @@ async fn cancelled_write_leaves_nothing(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidInput);
-    assert!(env.staged_files().is_empty());
-    assert!(env.blob_files().is_empty());
+    assert_eq!(env.staged_uploads().await, 0);
+    assert_eq!(env.blob_count().await, 0);
     assert_eq!(w.get_file_count(&ListOptions::default()).await.unwrap(), 0);
 }
 
@@ -1189,4 +1191,24 @@ on_both_catalogs!(
     race_at_the_quota_edge,
     cancelled_write_leaves_nothing,
     gc_and_fsck,
+);
+
+// The same bodies on GCS and S3 (SQLite catalog). gc_and_fsck is local-only: it plants and
+// backdates blobs on disk; tests/storage_conformance.rs covers gc and fsck on object stores.
+on_cloud_stores!(
+    write_read_round_trip,
+    conflicts_overwrite_and_rename,
+    preconditions_and_checksums,
+    size_cap,
+    quota,
+    listing_and_paging,
+    sessions,
+    delete_and_restore,
+    metadata,
+    isolation_between_users,
+    bad_input_corpus,
+    race_creates_of_one_path,
+    race_overwrites_of_one_path,
+    race_at_the_quota_edge,
+    cancelled_write_leaves_nothing,
 );

@@ -4,7 +4,10 @@
 //! or the complete blob. Storage paths are parsed strictly and every directory on the way is
 //! checked not to be a symlink, so no name, id or planted link can reach outside the root.
 
-use super::{BlobEntry, BlobStore, BlobStream, BlobWriter, ByteRange, StorageError, StorageResult};
+use super::{
+    BlobEntry, BlobKey, BlobStore, BlobStream, BlobWriter, ByteRange, InFlight, InFlightCounter,
+    StorageError, StorageResult,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
@@ -23,37 +26,14 @@ const SYNC_EVERY: u64 = 8 * 1024 * 1024;
 
 pub struct LocalStore {
     root: PathBuf,
+    in_flight: InFlightCounter,
 }
 
-/// The parts of a local storage path, each checked.
-struct BlobKey<'a> {
-    workspace: Uuid,
-    file: Uuid,
-    name: &'a str,
-}
-
-fn parse_key(storage_path: &str) -> StorageResult<BlobKey<'_>> {
-    let bad = || StorageError::InvalidPath(storage_path.to_owned());
-    let rest = storage_path.strip_prefix(SCHEME).ok_or_else(bad)?;
-    let mut parts = rest.split('/');
-    let (Some(ws), Some(file), Some(name), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad());
-    };
-    let name_ok = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains(['\\', '\0'])
-        && name.len() <= 255;
-    if !name_ok {
-        return Err(bad());
-    }
-    Ok(BlobKey {
-        workspace: Uuid::parse_str(ws).map_err(|_| bad())?,
-        file: Uuid::parse_str(file).map_err(|_| bad())?,
-        name,
-    })
+fn parse_key(storage_path: &str) -> StorageResult<BlobKey> {
+    storage_path
+        .strip_prefix(SCHEME)
+        .and_then(BlobKey::parse_tail)
+        .ok_or_else(|| StorageError::InvalidPath(storage_path.to_owned()))
 }
 
 impl LocalStore {
@@ -61,17 +41,20 @@ impl LocalStore {
     pub async fn open(root: &Path) -> StorageResult<Self> {
         tokio::fs::create_dir_all(root.join(STAGING_DIR)).await?;
         let root = tokio::fs::canonicalize(root).await?;
-        Ok(LocalStore { root })
+        Ok(LocalStore {
+            root,
+            in_flight: InFlightCounter::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    fn blob_dir(&self, key: &BlobKey<'_>) -> PathBuf {
+    fn blob_dir(&self, key: &BlobKey) -> PathBuf {
         self.root
-            .join(key.workspace.to_string())
-            .join(key.file.to_string())
+            .join(key.workspace_id.to_string())
+            .join(key.file_id.to_string())
     }
 
     /// Fails unless every directory between the root and `dir` that exists is a real directory
@@ -103,7 +86,7 @@ impl LocalStore {
         let key = parse_key(storage_path)?;
         let dir = self.blob_dir(&key);
         self.check_no_links(&dir).await?;
-        let path = dir.join(key.name);
+        let path = dir.join(&key.name);
         let meta = tokio::fs::symlink_metadata(&path).await?;
         if !meta.is_file() {
             return Err(StorageError::InvalidPath(format!(
@@ -127,7 +110,7 @@ impl BlobStore for LocalStore {
     async fn create(&self, storage_path: &str) -> StorageResult<Box<dyn BlobWriter>> {
         let key = parse_key(storage_path)?;
         let target_dir = self.blob_dir(&key);
-        let target = target_dir.join(key.name);
+        let target = target_dir.join(&key.name);
         let staged = self
             .root
             .join(STAGING_DIR)
@@ -138,6 +121,7 @@ impl BlobStore for LocalStore {
             .open(&staged)
             .await?;
         Ok(Box::new(LocalWriter {
+            _in_flight: self.in_flight.enter(),
             file: Some(file),
             unsynced: 0,
             guard: StagedFile(Some(staged)),
@@ -176,7 +160,7 @@ impl BlobStore for LocalStore {
         let key = parse_key(storage_path)?;
         let dir = self.blob_dir(&key);
         self.check_no_links(&dir).await?;
-        match tokio::fs::remove_file(dir.join(key.name)).await {
+        match tokio::fs::remove_file(dir.join(&key.name)).await {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -219,6 +203,10 @@ impl BlobStore for LocalStore {
         Ok(removed)
     }
 
+    fn uploads_in_flight(&self) -> usize {
+        self.in_flight.get()
+    }
+
     async fn ping(&self) -> StorageResult<()> {
         let probe = self
             .root
@@ -250,11 +238,18 @@ fn list_blobs(root: &Path) -> StorageResult<Vec<BlobEntry>> {
                 if !meta.is_file() {
                     continue;
                 }
+                let storage_path = format!(
+                    "{SCHEME}{ws_name}/{file_id}/{}",
+                    blob.file_name().to_string_lossy()
+                );
+                // Only what this store could have written: gc must never be handed a path
+                // it cannot address (or something placed here by hand).
+                if parse_key(&storage_path).is_err() {
+                    tracing::debug!(%storage_path, "ignoring a file that is not a blob");
+                    continue;
+                }
                 out.push(BlobEntry {
-                    storage_path: format!(
-                        "{SCHEME}{ws_name}/{file_id}/{}",
-                        blob.file_name().to_string_lossy()
-                    ),
+                    storage_path,
                     size: meta.len(),
                     modified: meta.modified()?,
                 });
@@ -278,6 +273,7 @@ impl Drop for StagedFile {
 }
 
 struct LocalWriter {
+    _in_flight: InFlight,
     file: Option<tokio::fs::File>,
     unsynced: u64,
     guard: StagedFile,
@@ -313,6 +309,7 @@ impl BlobWriter for LocalWriter {
         tokio::fs::create_dir_all(&self.target_dir).await?;
         let store = LocalStore {
             root: self.root.clone(),
+            in_flight: InFlightCounter::default(),
         };
         store.check_no_links(&self.target_dir).await?;
         let staged = self
