@@ -17,9 +17,7 @@ use bytes::Bytes;
 use common::{storage_available, with_storage, Backend, Storage, TestEnv};
 use futures::StreamExt;
 use satchel::scanner::NoScan;
-use satchel::storage::{
-    BlobStore, ByteRange, StorageError, StoragePathRewrite, StoreTuning, MAX_PRESIGN_EXPIRY,
-};
+use satchel::storage::{BlobStore, ByteRange, StorageError, StoreTuning, MAX_PRESIGN_EXPIRY};
 use satchel::{Config, ErrorCode, Satchel, WriteOptions};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -963,29 +961,6 @@ async fn gc_and_fsck(kind: Storage) {
 
 // --- migration -----------------------------------------------------------------------------------
 
-/// `Catalog::set_storage_path` as the migration needs it, on the test's SQLite database
-/// (the catalog does not have the method yet).
-struct SqliteRewrite(sqlx::SqlitePool);
-
-#[async_trait::async_trait]
-impl StoragePathRewrite for SqliteRewrite {
-    async fn set_storage_path(
-        &self,
-        id: Uuid,
-        old: &str,
-        new: &str,
-    ) -> satchel::catalog::CatalogResult<bool> {
-        let done =
-            sqlx::query("UPDATE files SET storage_path = ?1 WHERE id = ?2 AND storage_path = ?3")
-                .bind(new)
-                .bind(id)
-                .bind(old)
-                .execute(&self.0)
-                .await?;
-        Ok(done.rows_affected() == 1)
-    }
-}
-
 /// Local → GCS / S3: every live file and trash version copied and verified, records rewritten,
 /// a corrupt blob refused, the run resumable.
 async fn migration(kind: Storage) {
@@ -1052,12 +1027,8 @@ async fn migration(kind: Storage) {
     let target = satchel::storage::open_from_config(&target_config)
         .await
         .expect("target store");
-    let pool = sqlx::SqlitePool::connect(&env.satchel.config().database_url)
-        .await
-        .expect("sqlite");
-    let rewrite = SqliteRewrite(pool);
 
-    let first = satchel::storage::migrate_storage_with(&env.satchel, target.clone(), 2, &rewrite)
+    let first = satchel::storage::migrate_storage(&env.satchel, target.clone(), 2)
         .await
         .expect("migrate");
     assert_eq!(first.records, records, "{first}");
@@ -1077,7 +1048,7 @@ async fn migration(kind: Storage) {
 
     // Fix the blob; the second run moves only it.
     std::fs::write(&bad_disk, b"will be corrupted").expect("repair");
-    let second = satchel::storage::migrate_storage_with(&env.satchel, target.clone(), 2, &rewrite)
+    let second = satchel::storage::migrate_storage(&env.satchel, target.clone(), 2)
         .await
         .expect("migrate again");
     assert_eq!(
@@ -1085,7 +1056,7 @@ async fn migration(kind: Storage) {
         (1, records - 1, 0),
         "{second}"
     );
-    let third = satchel::storage::migrate_storage_with(&env.satchel, target.clone(), 100, &rewrite)
+    let third = satchel::storage::migrate_storage(&env.satchel, target.clone(), 100)
         .await
         .expect("migrate a third time");
     assert_eq!(

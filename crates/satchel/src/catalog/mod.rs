@@ -256,6 +256,11 @@ pub trait Catalog: Send + Sync + 'static {
         limit: u32,
     ) -> CatalogResult<Vec<FileRecord>>;
 
+    /// Points record `id` (live or trashed) at `new` if it still points at `old` (a
+    /// compare-and-set for storage migration); returns whether it did. `updated_at` is left
+    /// alone: the content did not change.
+    async fn set_storage_path(&self, id: Uuid, old: &str, new: &str) -> CatalogResult<bool>;
+
     /// Removes a deleted record for good (after its blob is gone). Idempotent.
     async fn purge_deleted(&self, id: Uuid) -> CatalogResult<()>;
 
@@ -289,16 +294,15 @@ pub fn quota_error(used: i64, limit_bytes: u64) -> CatalogError {
 /// Opens the catalog named by a `database_url`, applies migrations, and wraps it in the
 /// retry policy of [`RetryingCatalog`].
 pub async fn connect(database_url: &str) -> CatalogResult<std::sync::Arc<dyn Catalog>> {
-    let inner: std::sync::Arc<dyn Catalog> = if database_url.starts_with("postgres://")
-        || database_url.starts_with("postgresql://")
-    {
-        std::sync::Arc::new(PostgresCatalog::connect(database_url).await?)
-    } else if database_url.starts_with("sqlite:") {
-        std::sync::Arc::new(SqliteCatalog::connect(database_url).await?)
-    } else {
-        return Err(CatalogError::Database(format!(
+    let inner: std::sync::Arc<dyn Catalog> =
+        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            std::sync::Arc::new(PostgresCatalog::connect(database_url).await?)
+        } else if database_url.starts_with("sqlite:") {
+            std::sync::Arc::new(SqliteCatalog::connect(database_url).await?)
+        } else {
+            return Err(CatalogError::Database(format!(
             "database_url: unsupported scheme in {database_url:?} (use sqlite:// or postgres://)"
         )));
-    };
+        };
     Ok(std::sync::Arc::new(RetryingCatalog::new(inner)))
 }

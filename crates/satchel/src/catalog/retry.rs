@@ -199,6 +199,12 @@ impl Catalog for RetryingCatalog {
         retry(|| self.inner.expired_trash(before, limit)).await
     }
 
+    async fn set_storage_path(&self, id: Uuid, old: &str, new: &str) -> CatalogResult<bool> {
+        // A compare-and-set that took effect before a dropped connection would report `false`
+        // when repeated, so it is not retried here; the migration is resumable instead.
+        self.inner.set_storage_path(id, old, new).await
+    }
+
     async fn purge_deleted(&self, id: Uuid) -> CatalogResult<()> {
         retry(|| self.inner.purge_deleted(id)).await
     }

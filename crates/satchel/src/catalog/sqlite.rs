@@ -634,6 +634,17 @@ impl Catalog for SqliteCatalog {
         rows.iter().map(file_from_row).collect()
     }
 
+    async fn set_storage_path(&self, id: Uuid, old: &str, new: &str) -> CatalogResult<bool> {
+        let done =
+            sqlx::query("UPDATE files SET storage_path = ?3 WHERE id = ?1 AND storage_path = ?2")
+                .bind(id)
+                .bind(old)
+                .bind(new)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn purge_deleted(&self, id: Uuid) -> CatalogResult<()> {
         sqlx::query("DELETE FROM files WHERE id = ?1 AND is_deleted = 1")
             .bind(id)

@@ -14,12 +14,8 @@
 //! The key carries over: `local://{ws}/{file}/{name}` becomes `gcs://{bucket}/workspaces/{ws}/
 //! {file}/{name}` and so on, so a blob keeps its identity across backends.
 //!
-//! **Needs a catalog method that does not exist yet**: `Catalog::set_storage_path` (the
-//! compare-and-set of [`StoragePathRewrite`]). Until the catalog has it, callers pass an
-//! implementation to [`migrate_storage_with`] (the tests use one on SQLite). Once it exists,
-//! `impl StoragePathRewrite for dyn Catalog` forwards to it and the CLI's entry point is
-//! `migrate_storage(satchel, to, batch)` = `migrate_storage_with(satchel, to, batch,
-//! satchel.catalog().as_ref())`.
+//! The record update is the catalog's compare-and-set `Catalog::set_storage_path`, reached
+//! through [`StoragePathRewrite`] so tests can interpose on it.
 
 use super::{BlobKey, BlobStore, StorageError};
 use crate::catalog::CatalogResult;
@@ -41,6 +37,31 @@ pub trait StoragePathRewrite: Send + Sync {
     /// Points record `id` (live or trashed) at `new` if it still points at `old`; returns
     /// whether it did. Touches nothing else (not `updated_at`: the content did not change).
     async fn set_storage_path(&self, id: Uuid, old: &str, new: &str) -> CatalogResult<bool>;
+}
+
+/// The catalog's own compare-and-set.
+struct CatalogRewrite<'a>(&'a dyn crate::catalog::Catalog);
+
+#[async_trait]
+impl StoragePathRewrite for CatalogRewrite<'_> {
+    async fn set_storage_path(&self, id: Uuid, old: &str, new: &str) -> CatalogResult<bool> {
+        self.0.set_storage_path(id, old, new).await
+    }
+}
+
+/// Copies every blob to `to` and points the records at the copies (see the module comment).
+pub async fn migrate_storage(
+    satchel: &Satchel,
+    to: Arc<dyn BlobStore>,
+    batch: u32,
+) -> Result<MigrationReport> {
+    migrate_storage_with(
+        satchel,
+        to,
+        batch,
+        &CatalogRewrite(satchel.catalog().as_ref()),
+    )
+    .await
 }
 
 /// One record that could not be moved (the run goes on; run it again after fixing the cause).

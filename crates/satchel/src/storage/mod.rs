@@ -14,7 +14,7 @@ mod object;
 mod s3;
 
 pub use local::LocalStore;
-pub use migrate::{migrate_storage_with, MigrationReport, StoragePathRewrite};
+pub use migrate::{migrate_storage, migrate_storage_with, MigrationReport, StoragePathRewrite};
 pub use object::ObjectStore;
 
 use async_trait::async_trait;
