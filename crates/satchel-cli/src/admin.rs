@@ -53,6 +53,42 @@ pub async fn gc(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()>
     Ok(())
 }
 
+/// `storage migrate`: copies every blob from the configured store to `target`'s store.
+pub async fn storage_migrate(
+    config: Config,
+    target: Config,
+    batch: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    let satchel = Satchel::open(config).await?;
+    let to = satchel::storage::open_from_config(&target).await?;
+    if to.backend() == satchel.store().backend()
+        && target.workspace_storage_dir == satchel.config().workspace_storage_dir
+        && target.media_gcs_bucket_name == satchel.config().media_gcs_bucket_name
+        && target.media_s3_bucket_name == satchel.config().media_s3_bucket_name
+    {
+        anyhow::bail!(satchel::Error::invalid_input(
+            "the target is the configured storage itself"
+        ));
+    }
+    let report = satchel::storage::migrate_storage(&satchel, to, batch).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    if !report.is_complete() {
+        anyhow::bail!(satchel::Error::new(
+            satchel::ErrorCode::Internal,
+            format!(
+                "{} record(s) could not be migrated; fix them and run again",
+                report.failed.len()
+            )
+        ));
+    }
+    Ok(())
+}
+
 /// `media store`: `store_media_file` on the configured database and storage; prints the bare
 /// result (a name in the execution folder, a data URI or a workspace:// reference).
 pub async fn media_store(

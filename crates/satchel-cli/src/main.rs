@@ -81,6 +81,11 @@ enum Command {
         #[command(subcommand)]
         command: MediaCommand,
     },
+    /// Storage maintenance.
+    Storage {
+        #[command(subcommand)]
+        command: StorageCommand,
+    },
     /// Upload a file.
     Put {
         /// The local file to upload.
@@ -171,6 +176,39 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// Copy every live blob and trash version from the configured storage to another backend,
+    /// verifying each by SHA-256, and point the records at the copies. Resumable: run it again
+    /// after an interruption. Switch the configuration to the target afterwards; the source
+    /// blobs are left in place.
+    Migrate {
+        /// The target backend.
+        #[arg(long, value_enum)]
+        to: StorageTarget,
+        /// The target bucket (gcs, s3). Endpoint and credentials come from the configuration
+        /// (gcs_endpoint, gcs_credentials_file; s3_endpoint, s3_region, AWS_* variables).
+        #[arg(long, required_if_eq_any = [("to", "gcs"), ("to", "s3")])]
+        bucket: Option<String>,
+        /// The target directory (local); default: workspace_storage_dir.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+        /// Records per catalog page.
+        #[arg(long, default_value_t = 500)]
+        batch: u32,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StorageTarget {
+    Gcs,
+    S3,
+    Local,
 }
 
 #[derive(Subcommand)]
@@ -336,6 +374,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             return Ok(admin::fsck(config, deep, repair, json).await);
+        }
+        Command::Storage {
+            command:
+                StorageCommand::Migrate {
+                    to,
+                    bucket,
+                    dir,
+                    batch,
+                    json,
+                },
+        } => {
+            let config = load_config(config_path)?;
+            let mut target = config.clone();
+            target.media_gcs_bucket_name = None;
+            target.media_s3_bucket_name = None;
+            match to {
+                StorageTarget::Gcs => target.media_gcs_bucket_name = bucket,
+                StorageTarget::S3 => target.media_s3_bucket_name = bucket,
+                StorageTarget::Local => {
+                    if let Some(dir) = dir {
+                        target.workspace_storage_dir = dir;
+                    }
+                }
+            }
+            admin::storage_migrate(config, target, batch, json).await?
         }
         Command::Media { command } => match command {
             MediaCommand::Store {
