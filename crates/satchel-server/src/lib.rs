@@ -43,8 +43,9 @@ struct Inner {
 impl App {
     /// Loads (or generates, on first start) the secrets and prepares the token verifier.
     pub async fn new(satchel: Satchel) -> anyhow::Result<App> {
-        let config = satchel.config().clone();
-        let secrets = tokio::task::spawn_blocking(move || Secrets::load_or_generate(&config))
+        // The library's own copy, so links it signs and links this server checks agree.
+        let shared = satchel.clone();
+        let secrets = tokio::task::spawn_blocking(move || shared.secrets().cloned())
             .await
             .context("loading secrets")??;
         let verifier = auth::Verifier::new(satchel.config(), &secrets)?;

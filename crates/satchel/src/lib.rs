@@ -17,5 +17,6 @@ pub mod workspace;
 
 pub use config::Config;
 pub use workspace::{
-    FilePage, ListOptions, OnConflict, Satchel, Usage, WorkspaceManager, WriteOptions, WriteOutcome,
+    DownloadUrl, FilePage, ListOptions, OnConflict, Satchel, Usage, WorkspaceManager, WriteOptions,
+    WriteOutcome,
 };

@@ -40,6 +40,8 @@ pub struct Satchel {
     catalog: Arc<dyn Catalog>,
     store: Arc<dyn BlobStore>,
     scanner: Arc<dyn Scanner>,
+    /// Loaded (or generated) on first use: only signed local links need them.
+    secrets: Arc<std::sync::OnceLock<crate::signing::Secrets>>,
 }
 
 impl Satchel {
@@ -64,6 +66,7 @@ impl Satchel {
             catalog,
             store,
             scanner,
+            secrets: Arc::default(),
         }
     }
 
@@ -78,6 +81,16 @@ impl Satchel {
     }
     pub fn scanner(&self) -> &Arc<dyn Scanner> {
         &self.scanner
+    }
+
+    /// The JWT and link-signing secrets: from the configuration, else generated into
+    /// `app_data_dir` on first use (see [`crate::signing::Secrets::load_or_generate`]).
+    pub fn secrets(&self) -> Result<&crate::signing::Secrets> {
+        if let Some(s) = self.secrets.get() {
+            return Ok(s);
+        }
+        let loaded = crate::signing::Secrets::load_or_generate(&self.config)?;
+        Ok(self.secrets.get_or_init(|| loaded))
     }
 
     /// Logs how scanning is set up and whether clamd answers; never fails (readiness reports it).
@@ -185,6 +198,16 @@ pub struct WriteOutcome {
     /// True when the file is new, false when an existing file was overwritten.
     pub created: bool,
 }
+
+/// A signed download URL and when it stops working.
+#[derive(Debug, Clone)]
+pub struct DownloadUrl {
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Longest lifetime of a download URL: 7 days (the GCS V4 / S3 SigV4 maximum).
+pub const MAX_LINK_SECONDS: u64 = 7 * 24 * 3600;
 
 /// Filters and page of a listing.
 #[derive(Debug, Clone, Default)]
@@ -665,6 +688,45 @@ impl WorkspaceManager {
             .catalog()
             .count_files(self.workspace.id, &folder, name)
             .await?)
+    }
+
+    /// A URL that downloads the file's current content without credentials until it expires
+    /// (1 s ≤ `expires_in` ≤ 7 days): the store's native signed URL on GCS and S3, else
+    /// `{public_base_url}/v1/download/{token}` with an HMAC-signed token (SPEC §4). The link
+    /// stops working when the file is deleted or overwritten.
+    pub async fn get_download_url(&self, id: Uuid, expires_in: Duration) -> Result<DownloadUrl> {
+        if !(1..=MAX_LINK_SECONDS).contains(&expires_in.as_secs()) || expires_in.subsec_nanos() != 0
+        {
+            return Err(Error::invalid_input(format!(
+                "expires_in must be a whole number of seconds between 1 and {MAX_LINK_SECONDS}"
+            )));
+        }
+        let file = self.get_file_info(id).await?;
+        let expires_at = now() + chrono::Duration::seconds(expires_in.as_secs() as i64);
+        let native = self
+            .satchel
+            .store
+            .presign_read(&file.storage_path, expires_in, &file.name, &file.mime_type)
+            .await?;
+        if let Some(url) = native {
+            return Ok(DownloadUrl { url, expires_at });
+        }
+        let token = crate::signing::create_download_token(
+            &self.satchel.secrets()?.signing_secret,
+            &crate::signing::DownloadClaims {
+                workspace_id: file.workspace_id,
+                file_id: file.id,
+                checksum: file.checksum,
+                expires_at: expires_at.timestamp(),
+            },
+        )?;
+        Ok(DownloadUrl {
+            url: format!(
+                "{}/v1/download/{token}",
+                self.satchel.config.public_base_url
+            ),
+            expires_at: expires_at.trunc_subsecs(0),
+        })
     }
 
     /// Replaces a live file's metadata (a JSON object of at most 16 KiB).

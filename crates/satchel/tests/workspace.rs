@@ -1173,7 +1173,72 @@ async fn gc_and_fsck(backend: Backend) {
     );
 }
 
+async fn download_urls(backend: Backend) {
+    let Some(env) = env(backend).await else {
+        return;
+    };
+    let w = ws(&env, "alice").await;
+    let f = w
+        .write_file(&b"link me"[..], "l.txt", WriteOptions::default())
+        .await
+        .unwrap()
+        .file;
+    for bad in [0, 7 * 24 * 3600 + 1] {
+        let e = w
+            .get_download_url(f.id, Duration::from_secs(bad))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidInput, "{bad}");
+    }
+    let before = chrono::Utc::now();
+    let link = w
+        .get_download_url(f.id, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let lifetime = (link.expires_at - before).num_seconds();
+    assert!((599..=601).contains(&lifetime), "{lifetime}");
+    match env.satchel.store().backend() {
+        // The local backend signs its own links, served by `GET /v1/download/{token}`.
+        "local" => {
+            let base = format!("{}/v1/download/", env.satchel.config().public_base_url);
+            let token = link
+                .url
+                .strip_prefix(&base)
+                .expect("a link of this service");
+            let claims = satchel::signing::verify_download_token(
+                env.satchel.secrets().unwrap(),
+                token,
+                before.timestamp(),
+            )
+            .unwrap();
+            assert_eq!(
+                (claims.file_id, claims.checksum.as_str()),
+                (f.id, f.checksum.as_str())
+            );
+        }
+        // Cloud backends answer with their native signed URL, fetchable without credentials.
+        _ => {
+            let bytes = reqwest::get(&link.url)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(&bytes[..], b"link me");
+        }
+    }
+    let bob = ws(&env, "bob").await;
+    assert_eq!(
+        bob.get_download_url(f.id, Duration::from_secs(60))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::NotFound
+    );
+}
+
 on_both_catalogs!(
+    download_urls,
     write_read_round_trip,
     conflicts_overwrite_and_rename,
     preconditions_and_checksums,
@@ -1196,6 +1261,7 @@ on_both_catalogs!(
 // The same bodies on GCS and S3 (SQLite catalog). gc_and_fsck is local-only: it plants and
 // backdates blobs on disk; tests/storage_conformance.rs covers gc and fsck on object stores.
 on_cloud_stores!(
+    download_urls,
     write_read_round_trip,
     conflicts_overwrite_and_rename,
     preconditions_and_checksums,

@@ -1,5 +1,5 @@
-//! Signed download links (SPEC §4, local backend): minted for one version of one file, served
-//! without a bearer token.
+//! Signed download links (SPEC §4): the store's native signed URL on GCS and S3; on the local
+//! backend an HMAC link for one version of one file, served here without a bearer token.
 
 use crate::auth::User;
 use crate::content;
@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use axum::Json;
-use chrono::{DateTime, Utc};
-use satchel::signing::{create_download_token, verify_download_token, DownloadClaims};
+use chrono::Utc;
+use satchel::signing::verify_download_token;
 use uuid::Uuid;
 
 pub const DEFAULT_EXPIRES_IN: i64 = 3600;
@@ -46,25 +46,13 @@ pub async fn create_download_url(
         )));
     }
     let manager = app.satchel().workspace(&user, None).await?;
-    let record = manager.get_file_info(id).await?;
-    let expires_at = Utc::now().timestamp() + expires_in;
-    let token = create_download_token(
-        &app.secrets().signing_secret,
-        &DownloadClaims {
-            workspace_id: record.workspace_id,
-            file_id: record.id,
-            checksum: record.checksum.clone(),
-            expires_at,
-        },
-    )?;
-    let expires_at = DateTime::<Utc>::from_timestamp(expires_at, 0)
-        .ok_or_else(|| satchel::Error::internal("expiry out of range"))?;
+    // Native signed URLs on GCS and S3, HMAC links served by this service otherwise.
+    let link = manager
+        .get_download_url(id, std::time::Duration::from_secs(expires_in as u64))
+        .await?;
     Ok(Json(DownloadUrl {
-        url: format!(
-            "{}/v1/download/{token}",
-            app.satchel().config().public_base_url
-        ),
-        expires_at: timestamp(expires_at),
+        url: link.url,
+        expires_at: timestamp(link.expires_at),
     }))
 }
 
