@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: starts clamd and PostgreSQL on 127.0.0.1 (installing the
-# Debian packages if missing), runs formatting, lints and every test on both catalogs, stops the
-# services. Usage: scripts/test.sh [extra cargo test args]
+# The whole test suite, as CI runs it: starts clamd, PostgreSQL, fake-gcs-server and moto (S3)
+# on 127.0.0.1 (installing what is missing), runs formatting, lints and every test (both
+# catalogs, every storage backend, real clamd), and stops the services. Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export SVC_DIR=${SVC_DIR:-${TMPDIR:-/tmp}/satchel-ci-services}
-export CLAMD_PORT=${CLAMD_PORT:-23310} PG_PORT=${PG_PORT:-25432}
+export CLAMD_PORT=${CLAMD_PORT:-23310} PG_PORT=${PG_PORT:-25432} GCS_PORT=${GCS_PORT:-24443} S3_PORT=${S3_PORT:-25000}
 bash scripts/services.sh start
 trap 'bash scripts/services.sh stop' EXIT
 # shellcheck disable=SC1091
