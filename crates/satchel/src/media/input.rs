@@ -71,10 +71,15 @@ pub fn classify(raw: &str) -> Result<MediaInput<'_>> {
             let scheme = if scheme == "gs" { "gcs" } else { &scheme };
             Ok(MediaInput::Cloud(format!("{scheme}://{path}")))
         }
-        other => Err(Error::invalid_input(format!(
-            "unsupported input scheme {other:?}: use a data URI, an http(s) URL, workspace://, \
-             gcs://, gs://, s3:// or a path in the execution folder"
-        ))),
+        other => {
+            // Echo at most a short prefix: the input may be megabytes long.
+            let shown: String = other.chars().take(32).collect();
+            let ellipsis = if shown.len() < other.len() { "…" } else { "" };
+            Err(Error::invalid_input(format!(
+                "unsupported input scheme \"{shown}{ellipsis}\": use a data URI, an http(s) URL, \
+                 workspace://, gcs://, gs://, s3:// or a path in the execution folder"
+            )))
+        }
     }
 }
 
