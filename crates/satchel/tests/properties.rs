@@ -62,7 +62,8 @@ proptest! {
         if let Ok(p) = scope.file(&raw) {
             check_path(p.as_str());
             let own = format!("/sessions/{session}/");
-            let literal = raw.starts_with('/') && (p.as_str().starts_with("/sessions/") || p.as_str().starts_with("/shared/"));
+            let literal = raw.starts_with('/')
+                && (p.as_str().starts_with("/sessions/") || p.as_str().starts_with("/shared/"));
             prop_assert!(p.as_str().starts_with(&own) || literal, "{} escaped its session", p);
         }
         if let Ok(f) = scope.folder(Some(&raw)) {

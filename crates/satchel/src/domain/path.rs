@@ -162,13 +162,17 @@ impl PathScope {
 
     /// Segments after scoping: a relative path, or an absolute one outside `/sessions/` and the
     /// shared roots, goes under `/sessions/{S}/` when the scope has a session.
-    fn scoped_segments(&self, raw: &str) -> Result<Vec<String>> {
+    ///
+    /// A file is taken literally only when it lies strictly *under* `/sessions/` or a shared
+    /// root (`/sessions` itself names a file that gets scoped like any other); a folder also
+    /// when it *is* one of them (listing `/shared` lists the shared root).
+    fn scoped_segments(&self, raw: &str, is_folder: bool) -> Result<Vec<String>> {
         let segments = parse_segments(raw)?;
         let Some(session) = &self.session else {
             return Ok(segments);
         };
         let absolute = raw.starts_with('/');
-        if absolute && self.is_literal(&segments) {
+        if absolute && self.is_literal(&segments, is_folder) {
             return Ok(segments);
         }
         let mut scoped = vec![SESSIONS_ROOT.to_owned(), session.as_str().to_owned()];
@@ -176,14 +180,21 @@ impl PathScope {
         Ok(scoped)
     }
 
-    fn is_literal(&self, segments: &[String]) -> bool {
-        if segments.first().map(String::as_str) == Some(SESSIONS_ROOT) {
-            return true;
-        }
-        let as_folder = format!("{}/", join(segments));
-        self.shared_roots
-            .iter()
-            .any(|root| as_folder.starts_with(root.as_prefix()))
+    fn is_literal(&self, segments: &[String], is_folder: bool) -> bool {
+        // For a file, the containing folder must start with the root; for a folder, itself.
+        let folder = if is_folder {
+            format!("{}/", join(segments))
+        } else {
+            match segments.split_last() {
+                Some((_, parent)) => format!("{}/", join(parent)),
+                None => return false,
+            }
+        };
+        folder.starts_with(&format!("/{SESSIONS_ROOT}/"))
+            || self
+                .shared_roots
+                .iter()
+                .any(|root| folder.starts_with(root.as_prefix()))
     }
 
     /// Resolves the path of a file.
@@ -191,13 +202,13 @@ impl PathScope {
         if parse_segments(raw)?.is_empty() {
             return Err(Error::invalid_path("path names no file"));
         }
-        VirtualPath::from_segments(self.scoped_segments(raw)?)
+        VirtualPath::from_segments(self.scoped_segments(raw, false)?)
     }
 
     /// Resolves a folder for listing; `None` is the session folder, or the root without one.
     pub fn folder(&self, raw: Option<&str>) -> Result<FolderPath> {
         match raw {
-            Some(raw) => FolderPath::from_segments(&self.scoped_segments(raw)?),
+            Some(raw) => FolderPath::from_segments(&self.scoped_segments(raw, true)?),
             None => match &self.session {
                 Some(s) => FolderPath::parse(&format!("/{SESSIONS_ROOT}/{s}/")),
                 None => Ok(FolderPath::root()),
