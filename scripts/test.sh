@@ -17,4 +17,4 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -q -- -D warnings
 echo "== cargo test (SQLite and PostgreSQL, real clamd)"
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
