@@ -17,30 +17,9 @@ pub fn etag(record: &FileRecord) -> String {
     format!("\"{}\"", record.checksum)
 }
 
-/// `Content-Disposition: attachment` with an ASCII fallback and the exact UTF-8 name
-/// (RFC 6266 with RFC 5987 `filename*`).
-pub fn content_disposition(name: &str) -> String {
-    let fallback: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut encoded = String::with_capacity(name.len() * 3);
-    for b in name.bytes() {
-        // RFC 5987 attr-char.
-        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-            encoded.push(b as char);
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
-    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
-}
+/// `Content-Disposition: attachment` (RFC 6266 with RFC 5987 `filename*`): the same header
+/// the object stores are asked to answer with on signed URLs.
+pub use satchel::storage::content_disposition;
 
 /// HTTP-date (RFC 9110 §5.6.7).
 fn http_date(t: chrono::DateTime<chrono::Utc>) -> String {
